@@ -1,0 +1,377 @@
+//! The one configuration file, `/etc/ckpt-shim/config.toml` by default.
+//!
+//! Every key is documented in `config/ckpt-shim.toml`. Unknown keys and bad values stop the
+//! shim at start with the file, the line and the reason: a typo must never silently fall
+//! back to a default on a production node.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/ckpt-shim/config.toml";
+pub const DEFAULT_LISTEN: &str = "unix:///run/ckpt-shim/ckpt-shim.sock";
+pub const DEFAULT_RUNTIME_ENDPOINT: &str = "unix:///run/containerd/containerd.sock";
+/// kubelet's own gRPC message limit, in both directions.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// The settings the shim runs with, after the file and the flags are combined and checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub listen: PathBuf,
+    pub socket_mode: u32,
+    pub socket_group: Option<u32>,
+    pub allowed_uids: Vec<u32>,
+    pub shutdown_grace: Duration,
+    pub max_message_bytes: usize,
+    pub runtime_endpoint: PathBuf,
+    pub connect_timeout: Duration,
+    pub log_level: String,
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Text on a terminal, JSON otherwise (journald, files, collectors).
+    Auto,
+    Text,
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: PathBuf::from("/run/ckpt-shim/ckpt-shim.sock"),
+            socket_mode: 0o660,
+            socket_group: None,
+            allowed_uids: vec![0],
+            shutdown_grace: Duration::from_secs(10),
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            runtime_endpoint: PathBuf::from("/run/containerd/containerd.sock"),
+            connect_timeout: Duration::from_secs(2),
+            log_level: "info".into(),
+            log_format: LogFormat::Auto,
+        }
+    }
+}
+
+/// A configuration problem, located in the file where it has a place there.
+#[derive(Debug, thiserror::Error)]
+#[error("{location}: {reason}")]
+pub struct ConfigError {
+    pub location: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn at(file: &Path, text: &str, span: Range<usize>, reason: impl Into<String>) -> Self {
+        let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+        ConfigError {
+            location: format!("{}:{line}", file.display()),
+            reason: reason.into(),
+        }
+    }
+
+    fn flag(flag: &str, reason: impl Into<String>) -> Self {
+        ConfigError {
+            location: format!("flag {flag}"),
+            reason: reason.into(),
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    server: ServerSection,
+    #[serde(default)]
+    runtime: RuntimeSection,
+    #[serde(default)]
+    log: LogSection,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ServerSection {
+    listen: Option<Spanned<String>>,
+    socket_mode: Option<Spanned<String>>,
+    socket_group: Option<Spanned<String>>,
+    allowed_uids: Option<Vec<u32>>,
+    shutdown_grace_seconds: Option<Spanned<u64>>,
+    max_message_bytes: Option<Spanned<u64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RuntimeSection {
+    endpoint: Option<Spanned<String>>,
+    connect_timeout_ms: Option<Spanned<u64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LogSection {
+    level: Option<Spanned<String>>,
+    format: Option<Spanned<String>>,
+}
+
+/// Command-line values that override the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub runtime_endpoint: Option<String>,
+    pub log_level: Option<String>,
+    pub log_format: Option<String>,
+}
+
+impl Config {
+    /// Loads `path`; when `path` is None the default file is used if it exists.
+    pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let mut config = Config::default();
+        let file = match path {
+            Some(p) => Some(p.to_path_buf()),
+            None => Some(PathBuf::from(DEFAULT_CONFIG_PATH)).filter(|p| p.exists()),
+        };
+        if let Some(file) = file {
+            let text = std::fs::read_to_string(&file).map_err(|e| ConfigError {
+                location: file.display().to_string(),
+                reason: format!("cannot read: {e}"),
+            })?;
+            config.apply_file(&file, &text)?;
+        }
+        config.apply_overrides(overrides)?;
+        Ok(config)
+    }
+
+    /// Parses `text` (the content of `file`) onto these settings.
+    pub fn apply_file(&mut self, file: &Path, text: &str) -> Result<(), ConfigError> {
+        let parsed: File = toml::from_str(text).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            ConfigError::at(file, text, span, e.message().to_string())
+        })?;
+        let at = |s: Range<usize>, reason: String| ConfigError::at(file, text, s, reason);
+
+        let server = parsed.server;
+        if let Some(v) = server.listen {
+            self.listen = unix_path(v.get_ref()).map_err(|r| at(v.span(), r))?;
+        }
+        if let Some(v) = server.socket_mode {
+            self.socket_mode = parse_mode(v.get_ref()).map_err(|r| at(v.span(), r))?;
+        }
+        if let Some(v) = server.socket_group {
+            self.socket_group = Some(resolve_group(v.get_ref()).map_err(|r| at(v.span(), r))?);
+        }
+        if let Some(v) = server.allowed_uids {
+            self.allowed_uids = v;
+        }
+        if let Some(v) = server.shutdown_grace_seconds {
+            if *v.get_ref() > 3600 {
+                return Err(at(
+                    v.span(),
+                    "shutdown_grace_seconds must be at most 3600".into(),
+                ));
+            }
+            self.shutdown_grace = Duration::from_secs(*v.get_ref());
+        }
+        if let Some(v) = server.max_message_bytes {
+            let n = *v.get_ref();
+            // gRPC's prefix holds a 32-bit length; below 4 KiB even Version would not fit.
+            if !(4096..=u32::MAX as u64).contains(&n) {
+                return Err(at(
+                    v.span(),
+                    format!(
+                        "max_message_bytes must be between 4096 and {}, got {n}",
+                        u32::MAX
+                    ),
+                ));
+            }
+            self.max_message_bytes = n as usize;
+        }
+
+        let runtime = parsed.runtime;
+        if let Some(v) = runtime.endpoint {
+            self.runtime_endpoint = unix_path(v.get_ref()).map_err(|r| at(v.span(), r))?;
+        }
+        if let Some(v) = runtime.connect_timeout_ms {
+            let ms = *v.get_ref();
+            if !(1..=60_000).contains(&ms) {
+                return Err(at(
+                    v.span(),
+                    "connect_timeout_ms must be between 1 and 60000".into(),
+                ));
+            }
+            self.connect_timeout = Duration::from_millis(ms);
+        }
+
+        let log = parsed.log;
+        if let Some(v) = log.level {
+            check_level(v.get_ref()).map_err(|r| at(v.span(), r))?;
+            self.log_level = v.into_inner();
+        }
+        if let Some(v) = log.format {
+            self.log_format = parse_format(v.get_ref()).map_err(|r| at(v.span(), r))?;
+        }
+        Ok(())
+    }
+
+    fn apply_overrides(&mut self, o: &Overrides) -> Result<(), ConfigError> {
+        if let Some(v) = &o.listen {
+            self.listen = unix_path(v).map_err(|r| ConfigError::flag("--listen", r))?;
+        }
+        if let Some(v) = &o.runtime_endpoint {
+            self.runtime_endpoint =
+                unix_path(v).map_err(|r| ConfigError::flag("--runtime-endpoint", r))?;
+        }
+        if let Some(v) = &o.log_level {
+            check_level(v).map_err(|r| ConfigError::flag("--log-level", r))?;
+            self.log_level = v.clone();
+        }
+        if let Some(v) = &o.log_format {
+            self.log_format = parse_format(v).map_err(|r| ConfigError::flag("--log-format", r))?;
+        }
+        Ok(())
+    }
+}
+
+/// Accepts `unix:///abs/path` (what kubelet and crictl write), `unix:/abs/path` and a bare
+/// absolute path.
+pub fn unix_path(endpoint: &str) -> Result<PathBuf, String> {
+    let path = if let Some(rest) = endpoint.strip_prefix("unix://") {
+        rest
+    } else if let Some(rest) = endpoint.strip_prefix("unix:") {
+        rest
+    } else if endpoint.contains("://") {
+        return Err(format!(
+            "endpoint {endpoint:?}: only unix:// sockets are supported"
+        ));
+    } else {
+        endpoint
+    };
+    if !path.starts_with('/') {
+        return Err(format!(
+            "endpoint {endpoint:?}: the socket path must be absolute"
+        ));
+    }
+    // sun_path holds 108 bytes including the terminating NUL.
+    if path.len() > 107 {
+        return Err(format!(
+            "endpoint {endpoint:?}: socket path longer than 107 bytes"
+        ));
+    }
+    Ok(PathBuf::from(path))
+}
+
+fn parse_mode(s: &str) -> Result<u32, String> {
+    let digits = s.strip_prefix("0o").unwrap_or(s);
+    let mode = u32::from_str_radix(digits, 8)
+        .map_err(|_| format!("socket_mode {s:?} is not an octal mode such as \"0660\""))?;
+    if mode > 0o777 {
+        return Err(format!("socket_mode {s:?} has bits beyond 0777"));
+    }
+    if mode & 0o600 != 0o600 {
+        return Err(format!(
+            "socket_mode {s:?} must give the owner read and write"
+        ));
+    }
+    Ok(mode)
+}
+
+fn resolve_group(s: &str) -> Result<u32, String> {
+    if let Ok(gid) = s.parse::<u32>() {
+        return Ok(gid);
+    }
+    match nix::unistd::Group::from_name(s) {
+        Ok(Some(g)) => Ok(g.gid.as_raw()),
+        Ok(None) => Err(format!("socket_group {s:?}: no such group")),
+        Err(e) => Err(format!("socket_group {s:?}: cannot look it up: {e}")),
+    }
+}
+
+fn check_level(s: &str) -> Result<(), String> {
+    tracing_subscriber::EnvFilter::builder()
+        .parse(s)
+        .map(|_| ())
+        .map_err(|e| {
+            format!("log level {s:?} is not valid (trace|debug|info|warn|error or directives): {e}")
+        })
+}
+
+fn parse_format(s: &str) -> Result<LogFormat, String> {
+    match s {
+        "auto" => Ok(LogFormat::Auto),
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err(format!("log format {s:?} must be auto, text or json")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        let mut c = Config::default();
+        c.apply_file(Path::new("/etc/x.toml"), text)?;
+        Ok(c)
+    }
+
+    #[test]
+    fn the_example_file_is_valid_and_matches_the_defaults() {
+        let text = include_str!("../../config/ckpt-shim.toml");
+        assert_eq!(parse(text).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_keys_name_the_line() {
+        let err = parse("[server]\nlisten = \"/a.sock\"\nlisen = 1\n").unwrap_err();
+        assert_eq!(err.location, "/etc/x.toml:3");
+        assert!(
+            err.reason.contains("unknown field `lisen`"),
+            "{}",
+            err.reason
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_line_and_reason() {
+        let err = parse("[server]\n\nsocket_mode = \"0999\"\n").unwrap_err();
+        assert_eq!(err.location, "/etc/x.toml:3");
+        assert!(err.reason.contains("octal"));
+        let err = parse("[runtime]\nendpoint = \"tcp://1.2.3.4:5\"\n").unwrap_err();
+        assert_eq!(err.location, "/etc/x.toml:2");
+        let err = parse("[log]\nformat = \"xml\"\n").unwrap_err();
+        assert!(err.reason.contains("auto, text or json"));
+        let err = parse("[server]\nmax_message_bytes = 10\n").unwrap_err();
+        assert!(err.reason.contains("between 4096"));
+        let err = parse("[server]\nallowed_uids = [-1]\n").unwrap_err();
+        assert_eq!(err.location, "/etc/x.toml:2");
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let mut c = parse("[server]\nlisten = \"unix:///a.sock\"\n").unwrap();
+        c.apply_overrides(&Overrides {
+            listen: Some("unix:///b.sock".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.listen, PathBuf::from("/b.sock"));
+    }
+
+    #[test]
+    fn endpoints() {
+        assert_eq!(
+            unix_path("unix:///run/x.sock").unwrap(),
+            PathBuf::from("/run/x.sock")
+        );
+        assert_eq!(
+            unix_path("/run/x.sock").unwrap(),
+            PathBuf::from("/run/x.sock")
+        );
+        assert!(unix_path("unix://relative").is_err());
+        assert!(unix_path("http://x").is_err());
+    }
+}

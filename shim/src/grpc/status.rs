@@ -1,0 +1,98 @@
+//! gRPC statuses the shim itself answers with (as opposed to statuses it relays).
+
+use http::{HeaderMap, HeaderValue, Response};
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+pub use tonic::Code;
+
+use super::body::GrpcBody;
+
+/// grpc-message is percent-encoded: '%' and everything outside printable ASCII.
+const GRPC_MESSAGE: &AsciiSet = &CONTROLS.add(b'%');
+
+/// A status produced by the shim, always prefixed so operators can tell the shim's answers
+/// from the runtime's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub code: Code,
+    pub message: String,
+}
+
+impl Status {
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        Status {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(Code::Unavailable, message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(Code::Internal, message)
+    }
+
+    pub fn invalid_argument(message: impl Into<String>) -> Self {
+        Self::new(Code::InvalidArgument, message)
+    }
+
+    pub fn resource_exhausted(message: impl Into<String>) -> Self {
+        Self::new(Code::ResourceExhausted, message)
+    }
+
+    pub fn permission_denied(message: impl Into<String>) -> Self {
+        Self::new(Code::PermissionDenied, message)
+    }
+
+    /// The grpc-status / grpc-message pair as header values.
+    pub fn to_headers(&self, headers: &mut HeaderMap) {
+        headers.insert("grpc-status", HeaderValue::from(self.code as i32));
+        let encoded = format!("ckpt-shim: {}", self.message);
+        let encoded = utf8_percent_encode(&encoded, GRPC_MESSAGE).to_string();
+        if let Ok(v) = HeaderValue::from_str(&encoded) {
+            headers.insert("grpc-message", v);
+        }
+    }
+
+    /// A trailers-only response: HTTP 200 whose header block carries the status and whose
+    /// stream ends right there, as gRPC servers answer a call that fails before any message.
+    pub fn into_response(self) -> Response<GrpcBody> {
+        let mut response = Response::new(GrpcBody::empty());
+        let headers = response.headers_mut();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        self.to_headers(headers);
+        response
+    }
+
+    /// The status as a trailer block, for ending a stream whose headers already went out.
+    pub fn into_trailers(self) -> HeaderMap {
+        let mut trailers = HeaderMap::with_capacity(2);
+        self.to_headers(&mut trailers);
+        trailers
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}: {}", self.code, self.message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_is_percent_encoded() {
+        let r = Status::new(Code::NotFound, "100% ünïcode\nline").into_response();
+        assert_eq!(r.headers()["grpc-status"], "5");
+        assert_eq!(
+            r.headers()["grpc-message"],
+            "ckpt-shim: 100%25 %C3%BCn%C3%AFcode%0Aline"
+        );
+    }
+}

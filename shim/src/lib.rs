@@ -1,0 +1,16 @@
+//! ckpt-shim: a CRI proxy that sits between kubelet and the container runtime, relays every
+//! call byte for byte, and owns the few methods around checkpoint and restore.
+//!
+//! A call's path through the crate: `server` accepts it (peer credentials, HTTP/2),
+//! `proxy::router` picks relay or owner, `proxy` relays it through `proxy::upstream`, or an
+//! `owned` module decodes it from the original bytes and decides. `grpc` holds the wire
+//! details both sides share.
+
+pub mod api;
+pub mod config;
+pub mod grpc;
+pub mod logging;
+pub mod owned;
+pub mod proxy;
+pub mod server;
+pub mod systemd;

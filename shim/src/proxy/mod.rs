@@ -1,0 +1,110 @@
+//! The proxy: every call arrives here, is routed, and is either relayed to the runtime as
+//! the original bytes or handed to the module that owns its method.
+
+pub mod router;
+pub mod upstream;
+
+use std::time::Instant;
+
+use http::uri::{Authority, Scheme};
+use http::{Request, Response, Uri};
+use hyper::body::Incoming;
+
+use crate::config::Config;
+use crate::grpc::body::{CallLog, Direction, ViolationSlot};
+use crate::grpc::GrpcBody;
+use crate::owned;
+use crate::server::peer::Caller;
+use router::Route;
+use upstream::Upstream;
+
+pub struct Proxy {
+    upstream: Upstream,
+    max_message_bytes: usize,
+}
+
+impl Proxy {
+    pub fn new(config: &Config) -> Self {
+        Proxy {
+            upstream: Upstream::new(config.runtime_endpoint.clone(), config.connect_timeout),
+            max_message_bytes: config.max_message_bytes,
+        }
+    }
+
+    pub fn max_message_bytes(&self) -> usize {
+        self.max_message_bytes
+    }
+
+    /// Answers one call. Never fails: every problem becomes a gRPC status for the caller.
+    pub async fn handle(&self, request: Request<Incoming>, caller: &Caller) -> Response<GrpcBody> {
+        let log = CallLog::start(request.uri().path(), Instant::now());
+        let response = match router::route(request.uri().path()) {
+            Route::Relay => self.relay(request).await,
+            Route::Owned(rpc) => owned::handle(self, rpc, request, caller).await,
+        };
+        let (parts, body) = response.into_parts();
+        let log = log.map(|mut l| {
+            // A trailers-only answer carries its status in the headers.
+            l.note_status(&parts.headers);
+            l
+        });
+        Response::from_parts(parts, body.with_log(log))
+    }
+
+    /// Relays a call untouched: the request body streams to the runtime frame by frame.
+    async fn relay(&self, request: Request<Incoming>) -> Response<GrpcBody> {
+        let slot = ViolationSlot::default();
+        let (parts, body) = request.into_parts();
+        let body = GrpcBody::checked(
+            body,
+            self.max_message_bytes,
+            Direction::Request,
+            Some(slot.clone()),
+        );
+        self.forward(Request::from_parts(parts, body), slot).await
+    }
+
+    /// Sends a call to the runtime and streams its answer back, checking message sizes.
+    /// `slot` receives request-side violations so they are reported as themselves.
+    pub async fn forward(
+        &self,
+        request: Request<GrpcBody>,
+        slot: ViolationSlot,
+    ) -> Response<GrpcBody> {
+        let request = absolute_uri(request);
+        match self.upstream.send(request).await {
+            Ok(response) => {
+                if let Some(status) = slot.get() {
+                    return status.clone().into_response();
+                }
+                let (parts, body) = response.into_parts();
+                let body = GrpcBody::checked(
+                    body,
+                    self.max_message_bytes,
+                    Direction::Response,
+                    Some(slot),
+                );
+                Response::from_parts(parts, body)
+            }
+            Err(status) => slot.get().cloned().unwrap_or(status).into_response(),
+        }
+    }
+}
+
+/// The client library needs scheme and authority to fill the HTTP/2 pseudo-headers; keep
+/// the caller's when it sent them (it always does over HTTP/2).
+fn absolute_uri(request: Request<GrpcBody>) -> Request<GrpcBody> {
+    if request.uri().scheme().is_some() && request.uri().authority().is_some() {
+        return request;
+    }
+    let (mut parts, body) = request.into_parts();
+    let mut uri = std::mem::take(&mut parts.uri).into_parts();
+    uri.scheme.get_or_insert(Scheme::HTTP);
+    uri.authority
+        .get_or_insert_with(|| Authority::from_static("localhost"));
+    if uri.path_and_query.is_none() {
+        uri.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+    }
+    parts.uri = Uri::from_parts(uri).unwrap_or_default();
+    Request::from_parts(parts, body)
+}
