@@ -285,11 +285,18 @@ impl Body for GrpcBody {
         if self.done {
             return true;
         }
-        match &self.source {
+        let ended = match &self.source {
             Source::Empty => true,
             Source::Full(b) => b.is_none(),
             Source::Incoming(i) => i.is_end_stream(),
-        }
+        };
+        // A request that ends inside a message must not be sent on as complete: answering
+        // "not ended" makes the client library poll again, and that poll reports the error.
+        ended
+            && match &self.check {
+                Some(c) if c.direction == Direction::Request => c.scanner.finish().is_ok(),
+                _ => true,
+            }
     }
 
     fn size_hint(&self) -> SizeHint {
