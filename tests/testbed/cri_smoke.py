@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""CRI smoke test and cleanup for the test bed (see ./testbed).
+
+smoke:   a host-network pod with a counter container (log must grow, ExecSync
+         must work), a native checkpoint of it (CRI CheckpointContainer, or
+         containerd's task checkpoint through ctr where CRI has none), and a
+         pod with its own network namespace that must get a bridge address.
+cleanup: stop and remove every pod sandbox, as kubelet would.
+"""
+import argparse
+import os
+import subprocess
+import sys
+import tarfile
+import time
+import uuid
+
+import grpc
+
+
+def load(gen):
+    sys.path.insert(0, gen)
+    import cri_min_pb2 as pb  # noqa: E402 (generated at run time)
+    import cri_min_pb2_grpc as pbg  # noqa: E402
+    return pb, pbg
+
+
+class Step:
+    """Prints one line per step with its duration; fails loudly."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __enter__(self):
+        self.t = time.monotonic()
+        return self
+
+    def __exit__(self, typ, val, tb):
+        ms = (time.monotonic() - self.t) * 1000
+        print(f"{'FAIL' if typ else 'ok  '} {self.name} ({ms:.0f} ms)"
+              + (f": {val}" if typ else ""), file=sys.stderr)
+
+
+def pod_config(pb, name, logdir, cgroup, host_net):
+    ns = pb.NamespaceOption(network=pb.NODE if host_net else pb.POD)
+    return pb.PodSandboxConfig(
+        metadata=pb.PodSandboxMetadata(name=name, uid=str(uuid.uuid4()),
+                                       namespace="testbed", attempt=0),
+        # A host-network pod shares the host UTS namespace: no hostname.
+        hostname="" if host_net else name,
+        log_directory=os.path.join(logdir, name),
+        labels={"io.ckpt-shim.testbed": "1"},
+        linux=pb.LinuxPodSandboxConfig(
+            cgroup_parent=f"{cgroup}/{name}",
+            security_context=pb.LinuxSandboxSecurityContext(namespace_options=ns)),
+    )
+
+
+def run_container(pb, rt, pod_id, cfg, image, name, cmd):
+    os.makedirs(cfg.log_directory, exist_ok=True)
+    c = pb.ContainerConfig(
+        metadata=pb.ContainerMetadata(name=name),
+        image=pb.ImageSpec(image=image),
+        command=cmd,
+        log_path=f"{name}.log",
+        linux=pb.LinuxContainerConfig(security_context=pb.LinuxContainerSecurityContext()),
+    )
+    cid = rt.CreateContainer(pb.CreateContainerRequest(
+        pod_sandbox_id=pod_id, config=c, sandbox_config=cfg)).container_id
+    rt.StartContainer(pb.StartContainerRequest(container_id=cid))
+    return cid, os.path.join(cfg.log_directory, f"{name}.log")
+
+
+def wait_for(pred, timeout, what):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+def log_lines(path):
+    try:
+        with open(path) as f:
+            return f.read().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def remove_pod(pb, rt, pod_id):
+    rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pod_id))
+    rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
+
+
+def smoke(pb, rt, a):
+    v = rt.Version(pb.VersionRequest())
+    print(f"runtime {v.runtime_name} {v.runtime_version} (CRI {v.runtime_api_version})",
+          file=sys.stderr)
+    pods = []
+    try:
+        with Step("RunPodSandbox host network"):
+            cfg = pod_config(pb, "tb-host", a.logdir, a.cgroup, host_net=True)
+            pod = rt.RunPodSandbox(pb.RunPodSandboxRequest(config=cfg)).pod_sandbox_id
+            pods.append(pod)
+        with Step("CreateContainer+StartContainer counter"):
+            cid, logf = run_container(
+                pb, rt, pod, cfg, a.image, "counter",
+                ["sh", "-c", "i=0; while true; do i=$((i+1)); echo $i; sleep 0.1; done"])
+        with Step("container log has output"):
+            wait_for(lambda: len(log_lines(logf)) >= 3, 10, f"3 lines in {logf}")
+            print(f"     {logf}: {log_lines(logf)[0]!r}", file=sys.stderr)
+        with Step("ExecSync"):
+            r = rt.ExecSync(pb.ExecSyncRequest(container_id=cid, cmd=["hostname"], timeout=10))
+            assert r.exit_code == 0, r
+        os.makedirs(a.workdir, exist_ok=True)
+        if a.checkpoint == "cri":
+            with Step("CRI CheckpointContainer"):
+                loc = os.path.join(a.workdir, "checkpoint.tar")
+                if os.path.exists(loc):
+                    os.unlink(loc)
+                rt.CheckpointContainer(pb.CheckpointContainerRequest(
+                    container_id=cid, location=loc))
+                with tarfile.open(loc) as t:
+                    names = t.getnames()
+                assert any(n.startswith("checkpoint/") for n in names), names
+                print(f"     {loc}: {os.path.getsize(loc)} bytes, {len(names)} members",
+                      file=sys.stderr)
+        else:
+            with Step("native task checkpoint (ctr, CRIU)"):
+                img = os.path.join(a.workdir, "criu-images")
+                work = os.path.join(a.workdir, "criu-work")
+                subprocess.run(["rm", "-rf", img, work], check=True)
+                subprocess.run([a.ctr, "--address", a.socket, "-n", "k8s.io", "tasks",
+                                "checkpoint", "--image-path", img, "--work-path", work, cid],
+                               check=True, stdout=sys.stderr)
+                assert os.path.exists(os.path.join(img, "inventory.img")), os.listdir(img)
+                print(f"     {img}: {len(os.listdir(img))} files", file=sys.stderr)
+        with Step("container still running after checkpoint"):
+            n = len(log_lines(logf))
+            wait_for(lambda: len(log_lines(logf)) > n, 5, "log growth")
+            st = rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid)).status
+            assert st.state == pb.CONTAINER_RUNNING, st
+
+        with Step("RunPodSandbox own netns (bridge CNI)"):
+            cfg2 = pod_config(pb, "tb-netns", a.logdir, a.cgroup, host_net=False)
+            pod2 = rt.RunPodSandbox(pb.RunPodSandboxRequest(config=cfg2)).pod_sandbox_id
+            pods.append(pod2)
+        with Step("pod has a bridge address"):
+            cid2, _ = run_container(pb, rt, pod2, cfg2, a.image, "sleeper", ["sleep", "3600"])
+            r = rt.ExecSync(pb.ExecSyncRequest(container_id=cid2,
+                                               cmd=["ip", "-4", "-o", "addr", "show", "eth0"],
+                                               timeout=10))
+            out = r.stdout.decode()
+            assert r.exit_code == 0 and "inet 10.233." in out, (r.exit_code, out, r.stderr)
+            print(f"     {out.split()[3]}", file=sys.stderr)
+    finally:
+        for p in pods:
+            with Step(f"StopPodSandbox+RemovePodSandbox {p[:12]}"):
+                remove_pod(pb, rt, p)
+    print("selftest passed", file=sys.stderr)
+
+
+def cleanup(pb, rt):
+    for p in rt.ListPodSandbox(pb.ListPodSandboxRequest()).items:
+        try:
+            remove_pod(pb, rt, p.id)
+        except grpc.RpcError as e:
+            print(f"removing pod {p.id[:12]}: {e.details()}", file=sys.stderr)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--gen", required=True)
+    ap.add_argument("--socket", required=True)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("smoke")
+    s.add_argument("--image", required=True)
+    s.add_argument("--logdir", required=True)
+    s.add_argument("--cgroup", required=True)
+    s.add_argument("--checkpoint", choices=["cri", "native-task"], required=True)
+    s.add_argument("--ctr", required=True)
+    s.add_argument("--workdir", required=True)
+    s.add_argument("--criu", required=False)
+    sub.add_parser("cleanup")
+    a = ap.parse_args()
+    pb, pbg = load(a.gen)
+    ch = grpc.insecure_channel(f"unix://{a.socket}")
+    rt = pbg.RuntimeServiceStub(ch)
+    if a.cmd == "smoke":
+        smoke(pb, rt, a)
+    else:
+        cleanup(pb, rt)
+
+
+if __name__ == "__main__":
+    main()
