@@ -93,11 +93,14 @@ def remove_pod(pb, rt, pod_id):
     rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
 
 
-def smoke(pb, rt, a):
+def smoke(pb, rt, img, a):
     v = rt.Version(pb.VersionRequest())
     print(f"runtime {v.runtime_name} {v.runtime_version} (CRI {v.runtime_api_version})",
           file=sys.stderr)
     pods = []
+    with Step("PullImage through the local registry"):
+        ref = img.PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=a.image))).image_ref
+        print(f"     {a.image} -> {ref}", file=sys.stderr)
     try:
         with Step("RunPodSandbox host network"):
             cfg = pod_config(pb, "tb-host", a.logdir, a.cgroup, host_net=True)
@@ -155,10 +158,10 @@ def smoke(pb, rt, a):
             assert r.exit_code == 0 and "inet 10.233." in out, (r.exit_code, out, r.stderr)
             print(f"     {out.split()[3]}", file=sys.stderr)
     finally:
-        for p in pods:
+        for p in pods if not a.keep else []:
             with Step(f"StopPodSandbox+RemovePodSandbox {p[:12]}"):
                 remove_pod(pb, rt, p)
-    print("selftest passed", file=sys.stderr)
+    print("selftest passed" + (" (pods kept)" if a.keep else ""), file=sys.stderr)
 
 
 def cleanup(pb, rt):
@@ -181,14 +184,14 @@ def main():
     s.add_argument("--checkpoint", choices=["cri", "native-task"], required=True)
     s.add_argument("--ctr", required=True)
     s.add_argument("--workdir", required=True)
-    s.add_argument("--criu", required=False)
+    s.add_argument("--keep", action="store_true", help="leave the pods running")
     sub.add_parser("cleanup")
     a = ap.parse_args()
     pb, pbg = load(a.gen)
     ch = grpc.insecure_channel(f"unix://{a.socket}")
     rt = pbg.RuntimeServiceStub(ch)
     if a.cmd == "smoke":
-        smoke(pb, rt, a)
+        smoke(pb, rt, pbg.ImageServiceStub(ch), a)
     else:
         cleanup(pb, rt)
 
