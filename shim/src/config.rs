@@ -26,6 +26,7 @@ pub struct Config {
     pub allowed_uids: Vec<u32>,
     pub shutdown_grace: Duration,
     pub max_message_bytes: usize,
+    pub worker_threads: usize,
     pub runtime_endpoint: PathBuf,
     pub connect_timeout: Duration,
     pub log_level: String,
@@ -49,6 +50,7 @@ impl Default for Config {
             allowed_uids: vec![0],
             shutdown_grace: Duration::from_secs(10),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            worker_threads: 1,
             runtime_endpoint: PathBuf::from("/run/containerd/containerd.sock"),
             connect_timeout: Duration::from_secs(2),
             log_level: "info".into(),
@@ -102,6 +104,7 @@ struct ServerSection {
     allowed_uids: Option<Vec<u32>>,
     shutdown_grace_seconds: Option<Spanned<u64>>,
     max_message_bytes: Option<Spanned<u64>>,
+    worker_threads: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -189,6 +192,16 @@ impl Config {
                 ));
             }
             self.max_message_bytes = n as usize;
+        }
+        if let Some(v) = server.worker_threads {
+            let n = *v.get_ref();
+            if !(1..=64).contains(&n) {
+                return Err(at(
+                    v.span(),
+                    format!("worker_threads must be between 1 and 64, got {n}"),
+                ));
+            }
+            self.worker_threads = n as usize;
         }
 
         let runtime = parsed.runtime;

@@ -130,29 +130,35 @@ async fn bench() {
         )
         .await,
     );
+    // A plain byte relay as a floor: what one extra unix-socket hop costs on this machine.
+    let socat_socket = dir.path().join("socat.sock");
+    let socat = std::process::Command::new("socat")
+        .arg(format!("UNIX-LISTEN:{},fork", socat_socket.display()))
+        .arg(format!("UNIX-CONNECT:{}", fake.socket.display()))
+        .spawn()
+        .ok();
+    if socat.is_some() {
+        for _ in 0..200 {
+            if socat_socket.exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
     let seconds: u64 = std::env::var("BENCH_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(3);
     let rounds = 2;
-    println!("ckpt-shim proxy benchmark: fake runtime direct vs through the shim");
+    println!("ckpt-shim proxy benchmark: fake runtime direct vs through the shim (and socat, a plain byte relay, as a floor)");
     println!(
-        "{} s per run, {rounds} alternating rounds per path, shim binary {}",
+        "{} s per case and path, {rounds} alternating rounds; shim binary {}",
         seconds,
         ckpt_shim_tests::shim::binary().display()
     );
     println!(
-        "{:<28} {:>10} {:>10} {:>9} {:>10} {:>10} {:>9} {:>10} {:>10} {:>6}",
-        "case",
-        "p50 dir",
-        "p50 shim",
-        "+p50",
-        "p99 dir",
-        "p99 shim",
-        "+p99",
-        "ops/s dir",
-        "ops/s shim",
-        "ratio"
+        "{:<26} {:<7} {:>10} {:>10} {:>10} {:>10} {:>11} {:>7}",
+        "case", "path", "p50", "p99", "+p50", "+p99", "ops/s", "ratio"
     );
     let cases: [(&str, Call, usize); 5] = [
         ("Version c=1", Call::Version, 1),
@@ -161,56 +167,58 @@ async fn bench() {
         ("ListContainers(3) c=64", Call::ListSmall, 64),
         ("ListContainers 16MiB c=1", Call::ListHuge, 1),
     ];
+    let mut paths: Vec<(&str, &Path)> = vec![("direct", &fake.socket), ("shim", &shim.socket)];
+    if socat.is_some() {
+        paths.push(("socat", &socat_socket));
+    }
     for (name, what, concurrency) in cases {
         let per_run = Duration::from_secs(seconds) / rounds;
-        let (mut d, mut s) = (Vec::new(), Vec::new());
-        let (mut d_el, mut s_el) = (Duration::ZERO, Duration::ZERO);
+        let mut runs: Vec<Run> = paths
+            .iter()
+            .map(|_| Run {
+                latencies: Vec::new(),
+                elapsed: Duration::ZERO,
+            })
+            .collect();
         for _ in 0..rounds {
-            let r = load(&fake.socket, what, concurrency, per_run).await;
-            d_el += r.elapsed;
-            d.extend(r.latencies);
-            let r = load(&shim.socket, what, concurrency, per_run).await;
-            s_el += r.elapsed;
-            s.extend(r.latencies);
+            for (i, (_, socket)) in paths.iter().enumerate() {
+                let r = load(socket, what, concurrency, per_run).await;
+                runs[i].elapsed += r.elapsed;
+                runs[i].latencies.extend(r.latencies);
+            }
         }
-        let direct = Run {
-            latencies: d,
-            elapsed: d_el,
-        };
-        let shimmed = Run {
-            latencies: s,
-            elapsed: s_el,
-        };
-        let (d50, s50, d99, s99) = (
-            direct.pct(0.5),
-            shimmed.pct(0.5),
-            direct.pct(0.99),
-            shimmed.pct(0.99),
-        );
-        let ratio = if matches!(what, Call::ListHuge) {
-            // Time per call: shim / direct (target <= 1.05).
-            s50.as_secs_f64() / d50.as_secs_f64()
-        } else {
-            // Throughput: shim / direct (target >= 0.95 at c=64).
-            shimmed.throughput() / direct.throughput()
-        };
-        println!(
-            "{:<28} {:>8.1}us {:>8.1}us {:>7.1}us {:>8.1}us {:>8.1}us {:>7.1}us {:>10.0} {:>10.0} {:>6.3}",
-            name,
-            us(d50),
-            us(s50),
-            us(s50) - us(d50),
-            us(d99),
-            us(s99),
-            us(s99) - us(d99),
-            direct.throughput(),
-            shimmed.throughput(),
-            ratio
-        );
+        let (d50, d99, dput) = (runs[0].pct(0.5), runs[0].pct(0.99), runs[0].throughput());
+        for (i, (path, _)) in paths.iter().enumerate() {
+            let r = &runs[i];
+            let ratio = if matches!(what, Call::ListHuge) {
+                // Time per call against direct (target <= 1.05).
+                r.pct(0.5).as_secs_f64() / d50.as_secs_f64()
+            } else {
+                // Throughput against direct (target >= 0.95 at c=64).
+                r.throughput() / dput
+            };
+            println!(
+                "{:<26} {:<7} {:>8.1}us {:>8.1}us {:>8.1}us {:>8.1}us {:>11.0} {:>7.3}",
+                if i == 0 { name } else { "" },
+                path,
+                us(r.pct(0.5)),
+                us(r.pct(0.99)),
+                us(r.pct(0.5)) - us(d50),
+                us(r.pct(0.99)) - us(d99),
+                r.throughput(),
+                ratio
+            );
+        }
     }
-    println!("(ratio: throughput shim/direct; for the 16MiB case, p50 time shim/direct)");
+    println!(
+        "(ratio: throughput against direct; for the 16MiB case, p50 time per call against direct)"
+    );
     println!(
         "shim peak RSS (VmHWM): {:.1} MiB",
         shim.peak_rss_kib() as f64 / 1024.0
     );
+    if let Some(mut socat) = socat {
+        let _ = socat.kill();
+        let _ = socat.wait();
+    }
 }
