@@ -29,7 +29,9 @@ pub fn skip_reason() -> Option<String> {
             Some("1"),
             "CKPT_E2E=1 but not root: the test bed needs root"
         );
-        return Some("not root (the containerd test bed needs root; CKPT_E2E=1 makes this an error)".into());
+        return Some(
+            "not root (the containerd test bed needs root; CKPT_E2E=1 makes this an error)".into(),
+        );
     }
     None
 }
@@ -68,12 +70,14 @@ fn run(args: &[&str]) -> anyhow::Result<String> {
         );
     }
     // Captured by the test harness: shown only when the test fails.
-    println!(
-        "testbed {} ({} ms): {}",
-        args.join(" "),
-        started.elapsed().as_millis(),
-        stderr.lines().last().unwrap_or("")
-    );
+    if args[0] != "env" {
+        println!(
+            "testbed {} ({} ms): {}",
+            args.join(" "),
+            started.elapsed().as_millis(),
+            stderr.lines().last().unwrap_or("")
+        );
+    }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
