@@ -89,18 +89,27 @@ async fn containerd_killed(version: &str) {
         "/proc/{}/root/tmp/count",
         container_pid(instance, &pod.container_id)
     );
-    let read_count = || -> u64 {
+    // The loop rewrites the file (truncate, then write): a read may see it empty, so the
+    // unreadable moments are skipped rather than taken as 0.
+    let read_count = || -> Option<u64> {
         std::fs::read_to_string(&count_file)
             .ok()
             .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(0)
     };
-    let count = read_count();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(
-        read_count() > count,
-        "the counter goes on while containerd is down ({count_file})"
-    );
+    let mut first = None;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match (first, read_count()) {
+            (None, now) => first = now,
+            (Some(a), Some(b)) if b > a => break,
+            _ => {}
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the counter does not go on while containerd is down: {count_file} stays at {first:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // `testbed restart` starts containerd again on the same dirs, containers kept. (It
     // blocks this test's thread for a moment; nothing else runs on it.)

@@ -110,9 +110,12 @@ async fn scenario(k: &mut Kubelet, instance: &Instance, which: &str) -> anyhow::
 
     // Subscribed before the pod exists: containerd 2.x only sends events that happen while
     // a subscriber is there.
-    let mut events = k.subscribe_events();
-    let events_ended = events.ended_within(Duration::from_millis(200)).await;
+    // 1.6 answers UNIMPLEMENTED at once (allow for a loaded machine); the others keep the
+    // stream open, and the pause gives the subscription time to be in place.
     let events_supported = version != "1.6";
+    let mut events = k.subscribe_events();
+    let wait = if events_supported { 200 } else { 5000 };
+    let events_ended = events.ended_within(Duration::from_millis(wait)).await;
     match &events_ended {
         Some(Err(s)) => {
             ensure!(
@@ -204,11 +207,19 @@ async fn scenario(k: &mut Kubelet, instance: &Instance, which: &str) -> anyhow::
         "{mixed:?}"
     );
     t.record_text("ExecSync exit 3", exec_text(&mixed));
-    let count = k.exec_sync(&cid, &["cat", "/tmp/count"], 10).await?;
-    let n: u64 = String::from_utf8_lossy(&count.stdout)
-        .trim()
-        .parse()
-        .with_context(|| format!("/tmp/count: {count:?}"))?;
+    // The loop rewrites the file (truncate, then write): a read may catch it empty.
+    let n: u64 = retry(Duration::from_secs(3), || {
+        let mut k = k.clone();
+        let cid = cid.clone();
+        async move {
+            let count = k.exec_sync(&cid, &["cat", "/tmp/count"], 10).await?;
+            String::from_utf8_lossy(&count.stdout)
+                .trim()
+                .parse::<u64>()
+                .with_context(|| format!("/tmp/count: {count:?}"))
+        }
+    })
+    .await?;
     ensure!(
         n >= values.len() as u64,
         "/tmp/count {n} behind the log {values:?}"
