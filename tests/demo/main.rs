@@ -247,7 +247,20 @@ impl Demo {
             log_level: Some("info,ckpt_shim::call=debug".into()),
             ..Options::default()
         };
-        let shim = Shim::start(&dir, &self.instance().socket, options).await;
+        // Shim::start panics when the shim does not come up: run it as a task so that
+        // becomes this step's error and the clean-up still runs.
+        let runtime_socket = self.instance().socket.clone();
+        let shim = tokio::spawn(async move { Shim::start(&dir, &runtime_socket, options).await })
+            .await
+            .map_err(|e| match e.try_into_panic() {
+                Ok(p) => anyhow::anyhow!(
+                    "{}",
+                    p.downcast_ref::<String>()
+                        .cloned()
+                        .unwrap_or_else(|| "ckpt-shim did not start".into())
+                ),
+                Err(e) => anyhow::anyhow!("{e}"),
+            })?;
         println!(
             "   {} serve --config {}",
             binary.display(),
