@@ -199,7 +199,8 @@ async fn callers_outside_the_allowed_uids_are_refused() {
         .env("CKPT_TEST_CALL_VERSION", &bed.shim.socket)
         .args(["--exact", "bad_input::call_version_as_child", "--nocapture"])
         .uid(4242)
-        .gid(4242);
+        .gid(4242)
+        .stdout(std::process::Stdio::null());
     // Wait off the test's runtime: the fake runtime answering the child runs on it.
     let status = tokio::task::spawn_blocking(move || child.status().unwrap())
         .await
