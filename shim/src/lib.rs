@@ -14,6 +14,7 @@
 pub mod api;
 pub mod audit;
 pub mod checkpoint;
+pub mod cli;
 pub mod config;
 pub mod grpc;
 pub mod logging;

@@ -236,3 +236,161 @@ async fn emulated_on_containerd_1_7() {
 async fn native_on_containerd_2_1() {
     scenario("2.1-ck", "native").await;
 }
+
+/// Holds ~1 GiB in a shell variable, then counts: big enough that a checkpoint takes
+/// longer than the smallest CRI timeout (1 s).
+const BIG: &str = "x=$(dd if=/dev/zero bs=1M count=1024 2>/dev/null | tr '\\0' x); echo ready; i=0; while true; do i=$((i+1)); echo $i; sleep 0.1; done";
+
+fn dot_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect()
+}
+
+/// A large container: one full checkpoint (timed, with the shim's peak memory), one whose
+/// timeout passes (DEADLINE_EXCEEDED, nothing left, container running), and one during
+/// which the shim is killed with SIGKILL (nothing at the location; the restarted shim
+/// removes the dead run's temporary file).
+async fn large(instance: &str) {
+    if let Some(why) = skip() {
+        say(&format!("large checkpoint on {instance}: skipped: {why}"));
+        return;
+    }
+    let bed = Bed::up(instance);
+    let dirs = Dirs::new();
+    let shim = shim(&bed, &dirs, "").await;
+    let mut cri = cri(&shim.socket).await;
+    let pod = pod(&mut cri, &bed, "big-pod", "ckpt-test").await;
+    let (id, log) = container(&mut cri, &bed, &pod, "big", BIG, &[]).await;
+    wait_for("1 GiB dirtied", Duration::from_secs(60), || {
+        counts(&log).len() >= 2
+    })
+    .await;
+
+    let full = dirs.archives().join("full.tar");
+    let t = std::time::Instant::now();
+    checkpoint(&mut cri, &id, &full, 120)
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", shim.logs()));
+    say(&format!(
+        "{instance}: 1 GiB checkpoint through the shim {:?}, {} MiB, shim peak RSS {} MiB",
+        t.elapsed(),
+        std::fs::metadata(&full).unwrap().len() >> 20,
+        shim.peak_rss_kib() >> 10
+    ));
+    std::fs::remove_file(&full).unwrap();
+
+    let late = dirs.archives().join("late.tar");
+    let t = std::time::Instant::now();
+    let err = checkpoint(&mut cri, &id, &late, 1).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::DeadlineExceeded, "{err:?}");
+    say(&format!(
+        "{instance}: timeout 1 s answered after {:?}: {}",
+        t.elapsed(),
+        err.message()
+    ));
+    assert!(!late.exists());
+    assert_eq!(dot_files(&dirs.archives()), Vec::<String>::new());
+    let n = counts(&log).len();
+    wait_for(
+        "the counter going on after the abort",
+        Duration::from_secs(5),
+        || counts(&log).len() > n + 2,
+    )
+    .await;
+    assert_eq!(
+        state(&mut cri, &id).await,
+        ContainerState::ContainerRunning as i32
+    );
+
+    // SIGKILL mid-checkpoint.
+    let killed = dirs.archives().join("killed.tar");
+    let socket = shim.socket.clone();
+    let (id2, killed2) = (id.clone(), killed.clone());
+    let call = tokio::spawn(async move {
+        let mut c = bed::cri(&socket).await;
+        checkpoint(&mut c, &id2, &killed2, 120).await
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(shim.pid()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(call.await.unwrap().is_err());
+    // Whatever the runtime still does for the dead call, the location stays empty.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(!killed.exists());
+    drop(shim);
+    let shim = bed::shim(&bed, &dirs, "").await;
+    wait_for(
+        "the dead run's temporary file removed",
+        Duration::from_secs(5),
+        || dot_files(&dirs.archives()).is_empty(),
+    )
+    .await;
+    let mut cri = bed::cri(&shim.socket).await;
+    let n = counts(&log).len();
+    wait_for(
+        "the counter going on after the kill",
+        Duration::from_secs(10),
+        || counts(&log).len() > n + 2,
+    )
+    .await;
+    assert_eq!(
+        state(&mut cri, &id).await,
+        ContainerState::ContainerRunning as i32
+    );
+
+    // The node-admin command does what kubelet's endpoint does.
+    let out = dirs.archives().join("cli.tar");
+    let cli = std::process::Command::new(ckpt_shim_tests::shim::binary())
+        .args([
+            "checkpoint",
+            "ckpt-test/big-pod/big",
+            "--timeout",
+            "120",
+            "--config",
+        ])
+        .arg(&shim.config)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        cli.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    let printed = String::from_utf8_lossy(&cli.stdout);
+    assert!(printed.starts_with(&out.display().to_string()), "{printed}");
+    assert!(
+        printed.contains(&format!("sha256:{}", sha256_file(&out))),
+        "{printed}"
+    );
+    let verify = std::process::Command::new(ckpt_shim_tests::shim::binary())
+        .args(["audit", "verify", "--config"])
+        .arg(&shim.config)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+
+    remove_pod(&mut cri, &pod).await;
+    shim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn large_timeout_and_kill_on_containerd_1_6() {
+    large("1.6-ck").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn large_timeout_and_kill_on_containerd_2_1() {
+    large("2.1-ck").await;
+}

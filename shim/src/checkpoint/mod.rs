@@ -89,7 +89,7 @@ pub struct Job {
 }
 
 impl Checkpointer {
-    /// Builds the checkpointer and detects the runtime's capability in the background.
+    /// Builds the checkpointer and removes what dead runs left behind.
     pub fn start(config: &Config) -> Arc<Checkpointer> {
         let settings = config.checkpoint.clone();
         let containerd = Containerd::new(&config.runtime_endpoint, &settings.containerd_namespace)
@@ -106,20 +106,9 @@ impl Checkpointer {
             audit: settings.audit_log.clone().map(AuditLog::new),
             settings,
         });
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            let bg = cx.clone();
-            handle.spawn(async move {
-                bg.remove_leftovers();
-                match bg.engine().await {
-                    Ok((native, (name, version))) => tracing::info!(
-                        runtime = %name, %version,
-                        checkpoint = if native { "native" } else { "emulated" },
-                        "checkpoint capability"
-                    ),
-                    Err(e) => tracing::info!(error = %e, "checkpoint capability not known yet (runtime unreachable); detected on first use"),
-                }
-            });
-        }
+        // Leftovers only; the capability is detected on the first checkpoint, so a shim
+        // that never checkpoints never calls the runtime on its own.
+        cx.remove_leftovers();
         cx
     }
 
@@ -156,9 +145,10 @@ impl Checkpointer {
         }
     }
 
-    /// Native or emulated, and the runtime's name and version. Asked of the runtime on every
-    /// checkpoint (Version is cheap); probed again whenever the version changes (a restart
-    /// into another containerd) and at start.
+    /// Native or emulated, and the runtime's name and version. Version is asked on every
+    /// checkpoint (it is cheap and the sidecar needs it); the capability is probed on the
+    /// first checkpoint and again whenever the version changes (a reconnect to a restarted
+    /// or upgraded runtime).
     async fn engine(&self) -> Result<(bool, (String, String)), Status> {
         let version = self
             .cri
