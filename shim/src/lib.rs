@@ -5,12 +5,22 @@
 //! `proxy::router` picks relay or owner, `proxy` relays it through `proxy::upstream`, or an
 //! `owned` module decodes it from the original bytes and decides. `grpc` holds the wire
 //! details both sides share.
+//!
+//! CheckpointContainer goes on from `owned::checkpoint` to `checkpoint`, which passes it to
+//! the runtime (`checkpoint::native`) or does it through containerd's API
+//! (`checkpoint::engine`, talking through `runtime`), writes the archive
+//! (`checkpoint::archive_writer`) and its sidecar, and records the attempt in `audit`.
 
 pub mod api;
+pub mod audit;
+pub mod checkpoint;
+pub mod cli;
 pub mod config;
 pub mod grpc;
 pub mod logging;
 pub mod owned;
 pub mod proxy;
+pub mod runtime;
 pub mod server;
 pub mod systemd;
+pub mod timefmt;
