@@ -4,8 +4,9 @@
 //!
 //! Usage: demo [--instance NAME] [--shim PATH] [--keep]
 //!
-//! Later steps (checkpoint and restore of the pod through the shim) go in `Demo::run`
-//! between `show_pod` and `remove_pod`.
+//! After the pod runs, it is checkpointed through the shim as kubelet's checkpoint API does
+//! (containerd 1.6 has no CRI checkpoint: the shim does it through containerd's own API).
+//! Restore will go between `checkpoint` and `remove_pod`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -192,7 +193,12 @@ impl Demo {
         )
         .await?;
         step("the pod as kubelet sees it", self.show_pod()).await?;
-        // Checkpoint and restore through the shim will go here.
+        step(
+            "CheckpointContainer through the shim (kubelet's POST /checkpoint/...)",
+            self.checkpoint(),
+        )
+        .await?;
+        // Restore through the shim will go here.
         step(
             "StopContainer, RemoveContainer, StopPodSandbox, RemovePodSandbox",
             self.remove_pod(),
@@ -243,7 +249,14 @@ impl Demo {
             );
         }
         std::fs::create_dir_all(&dir)?;
+        // Archives, staging, failed CRIU logs and the audit log live beside the demo shim.
+        let checkpoint = format!(
+            "\n[checkpoint]\nallowed_dirs = [\"{d}/checkpoints\"]\nwork_dir = \"{d}/work\"\nfailed_log_dir = \"{d}/failed\"\naudit_log = \"{d}/audit.jsonl\"\n",
+            d = dir.display()
+        );
+        std::fs::create_dir_all(dir.join("checkpoints"))?;
         let options = Options {
+            runtime: checkpoint,
             log_level: Some("info,ckpt_shim::call=debug".into()),
             ..Options::default()
         };
@@ -324,6 +337,112 @@ impl Demo {
         );
         self.pod = Some(pod);
         Ok(())
+    }
+
+    async fn checkpoint(&mut self) -> anyhow::Result<()> {
+        let pod = self.pod.clone().context("no pod")?;
+        let shim = self.shim.as_ref().context("no shim")?;
+        let dir = shim.config.parent().context("shim dir")?.to_path_buf();
+        let binary = ckpt_shim_tests::shim::binary();
+        // kubelet's own naming: checkpoint-<pod>_<namespace>-<container>-<RFC3339>.tar
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs();
+        let location = dir.join(format!(
+            "checkpoints/checkpoint-counter_default-counter-{now}.tar"
+        ));
+        let before = self.counter(&pod.container_id).await?;
+        let started = Instant::now();
+        self.kubelet()
+            .runtime
+            .checkpoint_container(cri::CheckpointContainerRequest {
+                container_id: pod.container_id.clone(),
+                location: location.display().to_string(),
+                timeout: 60,
+            })
+            .await
+            .context("CheckpointContainer")?;
+        let took = started.elapsed();
+        let meta = std::fs::metadata(&location)?;
+        println!(
+            "   archive {} ({} KiB, mode {:o}) in {took:?}",
+            location.display(),
+            meta.len() >> 10,
+            std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777
+        );
+        let mut members: Vec<String> = Vec::new();
+        for entry in tar::Archive::new(std::fs::File::open(&location)?).entries()? {
+            let path = entry?.path()?.display().to_string();
+            let path = path.trim_end_matches('/');
+            let top = path.split('/').next().unwrap_or("").to_string();
+            let name = if path.contains('/') {
+                format!("{top}/")
+            } else {
+                top
+            };
+            if !members.contains(&name) {
+                members.push(name);
+            }
+        }
+        println!("   members: {}", members.join(" "));
+        let sidecar: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(format!("{}.json", location.display()))?)?;
+        let digest = {
+            use sha2::Digest;
+            let mut h = sha2::Sha256::new();
+            std::io::copy(&mut std::fs::File::open(&location)?, &mut h)?;
+            format!("{:x}", h.finalize())
+        };
+        println!(
+            "   sidecar: engine {}, CRIU {}, pod {}/{}, sha256 {}",
+            sidecar["engine"].as_str().unwrap_or("?"),
+            sidecar["criu_version"].as_str().unwrap_or("?"),
+            sidecar["namespace"].as_str().unwrap_or("?"),
+            sidecar["pod"].as_str().unwrap_or("?"),
+            sidecar["sha256"].as_str().unwrap_or("?")
+        );
+        if sidecar["sha256"].as_str() != Some(digest.as_str()) {
+            bail!("the sidecar digest does not match the archive (sha256 {digest})");
+        }
+        println!("   sha256 of the file matches the sidecar");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let after = self.counter(&pod.container_id).await?;
+        let state = self
+            .kubelet()
+            .container_status(&pod.container_id)
+            .await?
+            .state;
+        if state != cri::ContainerState::ContainerRunning as i32 || after <= before {
+            bail!("the container did not keep running after the checkpoint (state {state}, counter {before} -> {after})");
+        }
+        println!("   container still RUNNING, counter {before} -> {after}");
+        let out = std::process::Command::new(&binary)
+            .args(["audit", "verify"])
+            .arg(dir.join("audit.jsonl"))
+            .output()?;
+        println!(
+            "   ckpt-shim audit verify: {}",
+            String::from_utf8_lossy(&out.stdout).trim()
+        );
+        if !out.status.success() {
+            bail!(
+                "audit verify failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    /// The counter's current value, read inside the container through ExecSync.
+    async fn counter(&mut self, container_id: &str) -> anyhow::Result<u64> {
+        let out = self
+            .kubelet()
+            .exec_sync(container_id, &["cat", "/tmp/count"], 10)
+            .await?;
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .context("counter value")
     }
 
     async fn show_pod(&mut self) -> anyhow::Result<()> {
