@@ -7,8 +7,11 @@
 //! details both sides share.
 
 pub mod api;
+pub mod archive;
 pub mod config;
+pub mod criu;
 pub mod grpc;
+pub mod inspect;
 pub mod logging;
 pub mod owned;
 pub mod proxy;
