@@ -98,7 +98,9 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// Total bytes of the pages files.
     pub fn pages_bytes(&self) -> u64 {
-        self.pages_sizes.values().sum()
+        self.pages_sizes
+            .values()
+            .fold(0u64, |a, b| a.saturating_add(*b))
     }
 
     fn new(path: &Path, compression: Compression, size: u64) -> Self {

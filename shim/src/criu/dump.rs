@@ -229,7 +229,7 @@ impl Dump {
             .iter()
             .filter_map(|p| p.memory.as_ref())
             .map(|m| m.dumped_bytes)
-            .sum()
+            .fold(0u64, u64::saturating_add)
     }
 
     pub fn process(&self, pid: u32) -> Option<&Process> {
@@ -314,7 +314,9 @@ fn load_process(
             layout.env_start = mm.mm_env_start;
             layout.env_end = mm.mm_env_end;
             layout.vmas = mm.vmas.len();
-            layout.vm_bytes = mm.vmas.iter().map(|v| v.end.saturating_sub(v.start)).sum();
+            layout.vm_bytes = mm.vmas.iter().fold(0u64, |acc, v| {
+                acc.saturating_add(v.end.saturating_sub(v.start))
+            });
         }
         if let Some(map) = &pagemap {
             layout.dumped_bytes = map.present_bytes();

@@ -12,6 +12,7 @@
 //! endian; entries are a 4-byte little-endian length followed by that many protobuf bytes.
 
 pub mod dump;
+pub mod fuzz;
 pub mod image;
 pub mod magic;
 pub mod memory;

@@ -134,7 +134,7 @@ impl PageMap {
             .iter()
             .filter(|r| r.pages_offset.is_some())
             .map(Run::len)
-            .sum()
+            .fold(0u64, u64::saturating_add)
     }
 
     /// Bytes of memory of runs with `flag` set.
@@ -143,7 +143,7 @@ impl PageMap {
             .iter()
             .filter(|r| r.flags & flag != 0)
             .map(Run::len)
-            .sum()
+            .fold(0u64, u64::saturating_add)
     }
 
     /// The run holding `vaddr`, if any.

@@ -1,0 +1,64 @@
+//! Replays the fuzz target's corpus (shim/fuzz/corpus/criu_images) and any saved crash
+//! inputs (shim/fuzz/regressions) through the same code the fuzzer runs, on stable Rust, so
+//! CI catches a reader change that would panic on an input the fuzzer once found.
+//!
+//! `CKPT_WRITE_FUZZ_SEED=1 cargo test --test fuzz_corpus` (re)writes the seed made from the
+//! committed real CRIU fixture.
+
+use std::path::Path;
+
+use ckpt_shim::criu::fuzz;
+
+fn replay(dir: &Path) -> usize {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut n = 0;
+    for e in rd {
+        let p = e.unwrap().path();
+        if p.is_file() && !p.file_name().unwrap().to_string_lossy().starts_with('.') {
+            let data = std::fs::read(&p).unwrap();
+            fuzz::one_input(&data);
+            n += 1;
+        }
+    }
+    n
+}
+
+fn seed(with_pages: bool) -> Vec<u8> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/criu-4.2.1-tree");
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if name == "dump.log" || (!with_pages && name.starts_with("pages-")) {
+            continue;
+        }
+        files.push((name, std::fs::read(&p).unwrap()));
+    }
+    files.sort();
+    fuzz::bundle(&files)
+}
+
+#[test]
+fn seed_from_the_real_fixture_is_read_whole() {
+    for (with_pages, name) in [
+        (true, "seed-criu-4.2.1-tree"),
+        (false, "seed-criu-4.2.1-tree-no-pages"),
+    ] {
+        let data = seed(with_pages);
+        if std::env::var_os("CKPT_WRITE_FUZZ_SEED").is_some() {
+            let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/criu_images");
+            std::fs::create_dir_all(&out).unwrap();
+            std::fs::write(out.join(name), &data).unwrap();
+        }
+        fuzz::one_input(&data);
+    }
+}
+
+#[test]
+fn corpus_and_regressions_replay_without_panics() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let n = replay(&root.join("corpus/criu_images")) + replay(&root.join("regressions"));
+    println!("replayed {n} fuzz inputs");
+}
