@@ -39,7 +39,10 @@ fn tar_slip_member_names_are_refused() {
         let p = dir.join("slip.tar");
         raw_tar(&p, &[("config.dump", b"{}"), (name, b"boom")]);
         let err = fails_cleanly(&["inspect", p.to_str().unwrap()]);
-        assert!(err.contains("unsafe member name") && err.contains("offset"), "{err}");
+        assert!(
+            err.contains("unsafe member name") && err.contains("offset"),
+            "{err}"
+        );
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -48,7 +51,13 @@ fn tar_slip_member_names_are_refused() {
 fn huge_declared_member_length_is_refused() {
     let dir = tempdir("huge");
     let p = dir.join("huge.tar");
-    raw_tar(&p, &[("config.dump", b"{}"), ("checkpoint/pstree.img", b"0123456789")]);
+    raw_tar(
+        &p,
+        &[
+            ("config.dump", b"{}"),
+            ("checkpoint/pstree.img", b"0123456789"),
+        ],
+    );
     // Rewrite the second header's size field to 1 GiB (octal) and fix its checksum.
     let mut bytes = std::fs::read(&p).unwrap();
     let hdr = 1024;
@@ -59,7 +68,10 @@ fn huge_declared_member_length_is_refused() {
     bytes[hdr + 148..hdr + 156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
     std::fs::write(&p, &bytes).unwrap();
     let err = fails_cleanly(&["inspect", p.to_str().unwrap()]);
-    assert!(err.contains("checkpoint/pstree.img") && err.contains("declares 1073741824 bytes"), "{err}");
+    assert!(
+        err.contains("checkpoint/pstree.img") && err.contains("declares 1073741824 bytes"),
+        "{err}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -78,7 +90,10 @@ fn wrong_magic_names_image_and_offset() {
     let p = dir.join("magic.tar");
     archive(&criu, Engine::CriO, Packing::Plain, &p, "app", "x");
     let err = fails_cleanly(&["inspect", p.to_str().unwrap(), "--all"]);
-    assert!(err.contains("pstree.img: offset 4: wrong magic 0x12345678"), "{err}");
+    assert!(
+        err.contains("pstree.img: offset 4: wrong magic 0x12345678"),
+        "{err}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -94,15 +109,24 @@ fn truncated_images_and_archives() {
     // A pages file cut short: memory reads say which file and where.
     let pages = criu.join("pages-1.img");
     let len = std::fs::metadata(&pages).unwrap().len();
-    let f = std::fs::OpenOptions::new().write(true).open(&pages).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&pages)
+        .unwrap();
     f.set_len(len - 4096).unwrap();
     let p = dir.join("short-pages.tar");
     archive(&criu, Engine::CriO, Packing::Plain, &p, "app", "x");
     let err = fails_cleanly(&["memparse", p.to_str().unwrap(), "--search", "x"]);
-    assert!(err.contains("checkpoint/pages-1.img: offset") && err.contains("truncated"), "{err}");
+    assert!(
+        err.contains("checkpoint/pages-1.img: offset") && err.contains("truncated"),
+        "{err}"
+    );
     // --cmd on the same archive reports the problem per process instead of failing.
     let (ok, out, _) = cli(&["inspect", p.to_str().unwrap(), "--ps-tree", "--cmd"]);
-    assert!(ok && out.contains("Memory: checkpoint/pages-1.img"), "{out}");
+    assert!(
+        ok && out.contains("Memory: checkpoint/pages-1.img"),
+        "{out}"
+    );
 
     // A metadata image cut in the middle of an entry.
     std::fs::copy(fixture().join("pages-1.img"), &pages).unwrap();
@@ -111,16 +135,32 @@ fn truncated_images_and_archives() {
     let p = dir.join("short-files.tar");
     archive(&criu, Engine::CriO, Packing::Plain, &p, "app", "x");
     let err = fails_cleanly(&["inspect", p.to_str().unwrap(), "--files"]);
-    assert!(err.contains("files.img: offset") && err.contains("truncated"), "{err}");
+    assert!(
+        err.contains("files.img: offset") && err.contains("truncated"),
+        "{err}"
+    );
 
     // Whole archives cut short, plain and compressed, at several points.
     let good = dir.join("good.tar");
-    archive(&fixture(), Engine::Containerd, Packing::Plain, &good, "app", "x");
+    archive(
+        &fixture(),
+        Engine::Containerd,
+        Packing::Plain,
+        &good,
+        "app",
+        "x",
+    );
     let gz = dir.join("good.tar.gz");
     archive(&fixture(), Engine::Podman, Packing::Gzip, &gz, "app", "x");
     for src in [&good, &gz] {
         let bytes = std::fs::read(src).unwrap();
-        for cut in [10, 600, bytes.len() / 3, bytes.len() / 2, bytes.len() - 1500] {
+        for cut in [
+            10,
+            600,
+            bytes.len() / 3,
+            bytes.len() / 2,
+            bytes.len() - 1500,
+        ] {
             let p = dir.join("cut.tar");
             std::fs::write(&p, &bytes[..cut]).unwrap();
             let (ok, _, err) = cli(&["inspect", p.to_str().unwrap(), "--all"]);
@@ -159,7 +199,10 @@ fn random_corruption_never_panics() {
         }
         let p = dir.join(format!("flip-{round}.tar"));
         std::fs::write(&p, &b).unwrap();
-        for args in [vec!["inspect", p.to_str().unwrap(), "--all"], vec!["memparse", p.to_str().unwrap(), "--search", "SECRET"]] {
+        for args in [
+            vec!["inspect", p.to_str().unwrap(), "--all"],
+            vec!["memparse", p.to_str().unwrap(), "--search", "SECRET"],
+        ] {
             let (_, _, err) = cli(&args);
             assert!(!err.contains("panicked"), "round {round}: {err}");
         }

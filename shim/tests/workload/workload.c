@@ -3,7 +3,8 @@
  * file, a listening TCP socket, both ends of an established loopback connection, a
  * listening unix socket and a known string in heap memory; its child sleeps under a
  * known name. Usage: workload DIR PORT MARKER. Writes DIR/ready with the parent's pid
- * when everything is in place, then waits for signals.
+ * when everything is in place, then waits for signals. WL_FILL_MB=N adds N MiB of dirty
+ * heap with a second copy of the marker in its middle.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -61,6 +62,17 @@ int main(int argc, char **argv) {
     size_t n = strlen(argv[3]);
     char *secret = malloc(n + 64);
     snprintf(secret, n + 64, "heap-secret=%s;", argv[3]);
+
+    /* WL_FILL_MB=N: N MiB of dirty anonymous memory, for size and speed tests. */
+    const char *fill = getenv("WL_FILL_MB");
+    if (fill) {
+        size_t bytes = (size_t)atoi(fill) << 20;
+        unsigned char *big = malloc(bytes);
+        if (!big) die("malloc fill");
+        for (size_t i = 0; i < bytes; i++) big[i] = (unsigned char)(i * 131 + 7);
+        memcpy(big + bytes / 2, "deep-secret=", 12);
+        memcpy(big + bytes / 2 + 12, argv[3], n);
+    }
 
     snprintf(path, sizeof path, "%s/ready", dir);
     FILE *r = fopen(path, "w");
