@@ -50,7 +50,11 @@ struct Workload {
 impl Drop for Workload {
     fn drop(&mut self) {
         // The dump normally ends the tree; make sure nothing is left behind.
-        unsafe { libc::kill(-(self.pid as i32), libc::SIGKILL) };
+        // pid 0 would mean our own process group: only a known pid is signalled.
+        if self.pid > 1 {
+            unsafe { libc::kill(-(self.pid as i32), libc::SIGKILL) };
+        }
+        let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
@@ -68,13 +72,14 @@ fn start(bin: &Path, dir: &Path, port: u16, marker: &str, fill_mb: u32) -> Workl
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let child = cmd.spawn().expect("start workload");
+    let mut wl = Workload { pid: 0, child: cmd.spawn().expect("start workload") };
     let ready = dir.join("ready");
     let t = Instant::now();
     loop {
         if let Ok(s) = std::fs::read_to_string(&ready) {
             if let Ok(pid) = s.trim().parse() {
-                return Workload { pid, child };
+                wl.pid = pid;
+                return wl;
             }
         }
         assert!(

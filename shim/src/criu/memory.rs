@@ -168,6 +168,17 @@ impl<'a> Memory<'a> {
         &self,
         pattern: &Pattern,
         context: usize,
+        on_hit: impl FnMut(Hit) -> bool,
+    ) -> Result<(), ImageError> {
+        self.search_with_progress(pattern, context, |_| {}, on_hit)
+    }
+
+    /// [`Memory::search`], calling `progress` with the bytes scanned after each read.
+    pub fn search_with_progress(
+        &self,
+        pattern: &Pattern,
+        context: usize,
+        mut progress: impl FnMut(u64),
         mut on_hit: impl FnMut(Hit) -> bool,
     ) -> Result<(), ImageError> {
         let overlap = match pattern {
@@ -194,6 +205,7 @@ impl<'a> Memory<'a> {
                     .read_exact_at(offset, &mut buf[old..])
                     .map_err(|e| self.io_error(offset, e))?;
                 read += take as u64;
+                progress(take as u64);
                 let last = read == region.len;
                 // Matches starting at or after `limit` are left for the next round, where
                 // the kept tail gives them their full length.

@@ -225,6 +225,7 @@ pub fn render(d: &Diff) -> String {
 }
 
 pub fn run(args: Args) -> ExitCode {
+    super::default_sigpipe();
     let result = (|| -> anyhow::Result<()> {
         let a = report::open(&args.a, false, true, true)?;
         let b = report::open(&args.b, false, true, true)?;

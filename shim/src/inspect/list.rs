@@ -135,6 +135,7 @@ pub fn entry(path: &Path, verify: bool) -> Entry {
 }
 
 pub fn run(args: Args) -> ExitCode {
+    super::default_sigpipe();
     let dirs = if args.dirs.is_empty() {
         vec![PathBuf::from(KUBELET_CHECKPOINTS)]
     } else {

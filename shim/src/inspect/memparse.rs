@@ -88,6 +88,7 @@ fn flag_names(f: u32) -> String {
 }
 
 pub fn run(args: Args) -> ExitCode {
+    super::default_sigpipe();
     let searching = args.search.is_some() || args.search_regex.is_some();
     let result = (|| -> anyhow::Result<()> {
         let (cp, dump) = report::open(&args.archive, searching, false, true)?;
@@ -167,6 +168,12 @@ pub fn run(args: Args) -> ExitCode {
             ),
             (None, None) => unreachable!("searching"),
         };
+        let total: u64 = procs
+            .iter()
+            .filter_map(|p| p.memory.as_ref())
+            .fold(0u64, |a, m| a.saturating_add(m.dumped_bytes));
+        let bar = crate::archive::source::progress(&args.archive, total, true);
+        bar.set_message("searching memory");
         let mut matches = Vec::new();
         for p in procs {
             let Some(map) = &p.pagemap else { continue };
@@ -178,20 +185,26 @@ pub fn run(args: Args) -> ExitCode {
                 )
             })?;
             let mem = Memory::new(map, pages)?;
-            mem.search(&pattern, args.context, |h| {
-                matches.push(Match {
-                    pid: p.pid,
-                    address: format!("{:#x}", h.vaddr),
-                    text: printable(&h.bytes),
-                    context_address: format!("{:#x}", h.context_start),
-                    context: printable(&h.context),
-                });
-                matches.len() < args.max_matches
-            })?;
+            mem.search_with_progress(
+                &pattern,
+                args.context,
+                |n| bar.inc(n),
+                |h| {
+                    matches.push(Match {
+                        pid: p.pid,
+                        address: format!("{:#x}", h.vaddr),
+                        text: printable(&h.bytes),
+                        context_address: format!("{:#x}", h.context_start),
+                        context: printable(&h.context),
+                    });
+                    matches.len() < args.max_matches
+                },
+            )?;
             if matches.len() >= args.max_matches {
                 break;
             }
         }
+        bar.finish_and_clear();
         match args.format {
             Format::Json => print_json(&matches)?,
             Format::Tree => {

@@ -19,6 +19,15 @@ pub enum Format {
     Json,
 }
 
+/// Lets `ckpt-shim inspect ... | head` end quietly: the default SIGPIPE action instead of
+/// Rust's ignore-and-panic-on-EPIPE. Only the one-shot commands call this, never `serve`.
+pub fn default_sigpipe() {
+    // SAFETY: setting a signal disposition to SIG_DFL has no memory-safety preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Prints an error the way every command does and returns the failure code.
 pub(crate) fn fail(e: &anyhow::Error) -> std::process::ExitCode {
     eprintln!("ckpt-shim: {e:#}");

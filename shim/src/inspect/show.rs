@@ -56,6 +56,7 @@ impl Args {
 }
 
 pub fn run(args: Args) -> ExitCode {
+    super::default_sigpipe();
     let sections = args.sections();
     let result = (|| -> anyhow::Result<()> {
         let (cp, dump) = report::open(&args.archive, sections.needs_pages(), false, true)?;
