@@ -221,7 +221,11 @@ pub fn build(cp: &Checkpoint, dump: &Dump, sections: Sections) -> Report {
             rootfs_diff: cp.rootfs_diff.as_ref().map(|d| d.size),
         },
         processes,
-        mounts: sections.mounts.then(|| dump.mounts.clone()),
+        mounts: sections.mounts.then(|| {
+            let mut m = dump.mounts.clone();
+            m.sort_by(|a, b| a.mountpoint.cmp(&b.mountpoint));
+            m
+        }),
         stats: if sections.stats {
             dump.stats.clone()
         } else {
