@@ -77,6 +77,7 @@ fn every_engine_and_packing() {
         (Engine::Containerd, Packing::Plain, "containerd"),
         (Engine::Podman, Packing::Gzip, "podman"),
         (Engine::Podman, Packing::Zstd, "podman"),
+        (Engine::Podman, Packing::ZstdFrames, "podman"),
     ] {
         let path = dir.join(format!("{expect}-{packing:?}.tar"));
         archive(&fixture(), engine, packing, &path, "app", "x");

@@ -157,14 +157,8 @@ pub fn scan(path: &Path, want: Want) -> Result<Checkpoint, ArchiveError> {
             walk(&mut cp, entries, want, None)
         }
         Compression::Zstd => {
-            let zs = ruzstd::decoding::StreamingDecoder::new(BufReader::with_capacity(
-                1 << 16,
-                counting,
-            ))
-            .map_err(|e| ArchiveError::Format {
-                path: shown.clone(),
-                why: format!("zstd: {e}"),
-            })?;
+            let zs = source::ZstdFrames::new(BufReader::with_capacity(1 << 16, counting))
+                .map_err(io_err)?;
             let mut archive = tar::Archive::new(zs);
             let entries = archive.entries().map_err(io_err)?;
             walk(&mut cp, entries, want, None)

@@ -2,7 +2,7 @@
 //! progress bar.
 
 use std::fs::File;
-use std::io::{self, IsTerminal, Read, Seek, SeekFrom};
+use std::io::{self, BufRead, IsTerminal, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -81,5 +81,48 @@ impl<R: Seek> Seek for Counting<R> {
         self.pos = self.inner.seek(to)?;
         self.bar.set_position(self.pos);
         Ok(self.pos)
+    }
+}
+
+/// A zstd stream of one or more concatenated frames (compressors may cut big inputs into
+/// several; a single-frame decoder would stop after the first).
+pub struct ZstdFrames<R: BufRead> {
+    current: Option<ruzstd::decoding::StreamingDecoder<R, ruzstd::decoding::FrameDecoder>>,
+}
+
+fn zstd_error(e: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("zstd: {e}"))
+}
+
+impl<R: BufRead> ZstdFrames<R> {
+    pub fn new(r: R) -> io::Result<Self> {
+        let first = ruzstd::decoding::StreamingDecoder::new(r).map_err(zstd_error)?;
+        Ok(ZstdFrames {
+            current: Some(first),
+        })
+    }
+}
+
+impl<R: BufRead> Read for ZstdFrames<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let Some(dec) = self.current.as_mut() else {
+                return Ok(0);
+            };
+            let n = dec.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            // This frame is done: start the next one if more bytes follow.
+            let Some(done) = self.current.take() else {
+                return Ok(0);
+            };
+            let mut inner = done.into_inner();
+            if inner.fill_buf()?.is_empty() {
+                return Ok(0);
+            }
+            self.current =
+                Some(ruzstd::decoding::StreamingDecoder::new(inner).map_err(zstd_error)?);
+        }
     }
 }

@@ -28,6 +28,8 @@ pub enum Packing {
     Plain,
     Gzip,
     Zstd,
+    /// Two concatenated zstd frames.
+    ZstdFrames,
 }
 
 fn add(b: &mut tar::Builder<Vec<u8>>, name: &str, data: &[u8]) {
@@ -120,6 +122,16 @@ pub fn archive(
         }
         Packing::Zstd => {
             ruzstd::encoding::compress_to_vec(&tar[..], ruzstd::encoding::CompressionLevel::Fastest)
+        }
+        Packing::ZstdFrames => {
+            let (a, b) = tar.split_at(tar.len() / 3);
+            let mut v =
+                ruzstd::encoding::compress_to_vec(a, ruzstd::encoding::CompressionLevel::Fastest);
+            v.extend(ruzstd::encoding::compress_to_vec(
+                b,
+                ruzstd::encoding::CompressionLevel::Fastest,
+            ));
+            v
         }
     };
     std::fs::write(out, bytes).unwrap();
