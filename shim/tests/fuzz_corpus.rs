@@ -5,6 +5,7 @@
 //! `CKPT_WRITE_FUZZ_SEED=1 cargo test --test fuzz_corpus` (re)writes the seed made from the
 //! committed real CRIU fixture.
 
+use std::io::Read;
 use std::path::Path;
 
 use ckpt_shim::criu::fuzz;
@@ -40,6 +41,31 @@ fn seed(with_pages: bool) -> Vec<u8> {
     fuzz::bundle(&files)
 }
 
+/// The CRIU images of the real containerd 2.1 checkpoint (mount namespace, IPv6 sockets,
+/// six processes), pages left out to keep the seed small.
+fn containerd_seed() -> Vec<u8> {
+    let gz =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/containerd-2.1-suspect.tar.gz");
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(
+        std::fs::File::open(gz).unwrap(),
+    ));
+    let mut files = Vec::new();
+    for e in tar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = e.path().unwrap().to_string_lossy().into_owned();
+        let Some(base) = name.strip_prefix("checkpoint/") else {
+            continue;
+        };
+        if base.is_empty() || base.starts_with("pages-") || !base.ends_with(".img") {
+            continue;
+        }
+        let mut data = Vec::new();
+        e.read_to_end(&mut data).unwrap();
+        files.push((base.to_owned(), data));
+    }
+    fuzz::bundle(&files)
+}
+
 #[test]
 fn seed_from_the_real_fixture_is_read_whole() {
     for (with_pages, name) in [
@@ -54,6 +80,12 @@ fn seed_from_the_real_fixture_is_read_whole() {
         }
         fuzz::one_input(&data);
     }
+    let data = containerd_seed();
+    if std::env::var_os("CKPT_WRITE_FUZZ_SEED").is_some() {
+        let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/criu_images");
+        std::fs::write(out.join("seed-containerd-2.1-suspect-no-pages"), &data).unwrap();
+    }
+    fuzz::one_input(&data);
 }
 
 #[test]

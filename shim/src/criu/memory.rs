@@ -238,7 +238,7 @@ impl<'a> Memory<'a> {
                 }
                 for (s, e) in found {
                     let cs = s.saturating_sub(context);
-                    let ce = (e + context).min(buf.len());
+                    let ce = e.saturating_add(context).min(buf.len());
                     let mut ctx = buf[cs..ce].to_vec();
                     let mut ctx_start = buf_start + cs as u64;
                     // Context reaching before the kept buffer: read it from the pages file.

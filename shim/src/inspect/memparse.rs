@@ -26,9 +26,9 @@ pub struct Args {
     /// Regular expression (bytes, Rust regex syntax) to look for
     #[arg(long)]
     pub search_regex: Option<String>,
-    /// Bytes of context either side of a match
-    #[arg(long, default_value_t = 16)]
-    pub context: usize,
+    /// Bytes of context either side of a match (at most 65536)
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(0..=65536))]
+    pub context: u32,
     /// Stop after this many matches
     #[arg(long, default_value_t = 1000)]
     pub max_matches: usize,
@@ -187,7 +187,7 @@ pub fn run(args: Args) -> ExitCode {
             let mem = Memory::new(map, pages)?;
             mem.search_with_progress(
                 &pattern,
-                args.context,
+                args.context as usize,
                 |n| bar.inc(n),
                 |h| {
                     matches.push(Match {
