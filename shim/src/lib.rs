@@ -5,6 +5,10 @@
 //! `proxy::router` picks relay or owner, `proxy` relays it through `proxy::upstream`, or an
 //! `owned` module decodes it from the original bytes and decides. `grpc` holds the wire
 //! details both sides share.
+//!
+//! The forensic commands stand apart from the proxy: `inspect` (the commands) reads
+//! checkpoint archives through `archive` (tar, compression, member selection) and `criu`
+//! (CRIU image files).
 
 pub mod api;
 pub mod archive;

@@ -265,3 +265,41 @@ fn diff_reports_rootfs_and_identity_changes() {
     assert!(out.contains("WARNING: not the same container"), "{out}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn plain_archives_are_read_by_seeking_past_unneeded_members() {
+    // The fixture's images plus a 64 MiB pages file: scanning for metadata must not read it.
+    let dir = tempdir("seek");
+    let criu = dir.join("criu");
+    std::fs::create_dir_all(&criu).unwrap();
+    for e in std::fs::read_dir(fixture()).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, criu.join(p.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(criu.join("pages-9.img"), vec![0x5au8; 64 << 20]).unwrap();
+    let path = dir.join("big.tar");
+    archive(&criu, Engine::CriO, Packing::Plain, &path, "app", "x");
+    let size = std::fs::metadata(&path).unwrap().len();
+    let cp = ckpt_shim::archive::scan(&path, ckpt_shim::archive::Want::default()).unwrap();
+    assert!(
+        cp.bytes_read < 2 << 20,
+        "read {} of {size} bytes",
+        cp.bytes_read
+    );
+    assert_eq!(cp.pages_sizes["pages-9.img"], 64 << 20);
+    // Asking for memory access still reads nothing more: pages are read in place later.
+    let cp = ckpt_shim::archive::scan(
+        &path,
+        ckpt_shim::archive::Want {
+            pages: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(
+        cp.bytes_read < 2 << 20,
+        "read {} of {size} bytes",
+        cp.bytes_read
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -93,6 +93,9 @@ pub struct Checkpoint {
     /// Random access to pages files, by base name (only when asked for).
     pub pages: BTreeMap<String, PagesFile>,
     pub rootfs_diff: Option<RootfsDiff>,
+    /// Bytes read from the archive file by the scan (less than `size` when unneeded
+    /// members were skipped by seeking).
+    pub bytes_read: u64,
 }
 
 impl Checkpoint {
@@ -118,6 +121,7 @@ impl Checkpoint {
             pages_sizes: BTreeMap::new(),
             pages: BTreeMap::new(),
             rootfs_diff: None,
+            bytes_read: 0,
         }
     }
 }
@@ -137,10 +141,12 @@ pub fn scan(path: &Path, want: Want) -> Result<Checkpoint, ArchiveError> {
     let compression = source::sniff(&mut file).map_err(io_err)?;
     let size = meta.len();
     let bar = source::progress(path, size, want.progress);
+    let read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let counting = source::Counting {
         inner: file,
         bar: bar.clone(),
         pos: 0,
+        read: read.clone(),
     };
     let mut cp = Checkpoint::new(path, compression, size);
     let result = match compression {
@@ -167,6 +173,7 @@ pub fn scan(path: &Path, want: Want) -> Result<Checkpoint, ArchiveError> {
     };
     bar.finish_and_clear();
     result?;
+    cp.bytes_read = read.load(std::sync::atomic::Ordering::Relaxed);
     if cp.members.is_empty() {
         return Err(ArchiveError::Format {
             path: shown,

@@ -60,17 +60,21 @@ pub fn progress(path: &Path, len: u64, wanted: bool) -> ProgressBar {
     bar
 }
 
-/// Counts bytes read from (and positions sought in) the archive file for the progress bar.
+/// Follows the position in the archive file for the progress bar, and counts the bytes
+/// really read (what seeking saves shows in `read`).
 pub struct Counting<R> {
     pub inner: R,
     pub bar: ProgressBar,
     pub pos: u64,
+    pub read: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl<R: Read> Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.pos += n as u64;
+        self.read
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         self.bar.set_position(self.pos);
         Ok(n)
     }
