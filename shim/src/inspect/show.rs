@@ -14,10 +14,10 @@ pub struct Args {
     #[arg(long)]
     pub ps_tree: bool,
     /// With the process tree: each process's command line, read from its memory pages
-    #[arg(long)]
+    #[arg(long, alias = "ps-tree-cmd")]
     pub cmd: bool,
     /// With the process tree: each process's environment, read from its memory pages
-    #[arg(long)]
+    #[arg(long, alias = "ps-tree-env")]
     pub env: bool,
     /// Open files per process
     #[arg(long)]
