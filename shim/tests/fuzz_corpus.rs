@@ -1,16 +1,19 @@
-//! Replays the fuzz target's corpus (shim/fuzz/corpus/criu_images) and any saved crash
-//! inputs (shim/fuzz/regressions) through the same code the fuzzer runs, on stable Rust, so
-//! CI catches a reader change that would panic on an input the fuzzer once found.
+//! Replays the fuzz targets' corpora (shim/fuzz/corpus/criu_images, .../archives) and any
+//! saved crash inputs (shim/fuzz/regressions/<target>) through the same code the fuzzer
+//! runs, on stable Rust, so CI catches a change that would panic on an input the fuzzer
+//! once found.
 //!
 //! `CKPT_WRITE_FUZZ_SEED=1 cargo test --test fuzz_corpus` (re)writes the seed made from the
 //! committed real CRIU fixture.
+
+mod common;
 
 use std::io::Read;
 use std::path::Path;
 
 use ckpt_shim::criu::fuzz;
 
-fn replay(dir: &Path) -> usize {
+fn replay(dir: &Path, run: fn(&[u8])) -> usize {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return 0;
     };
@@ -19,7 +22,7 @@ fn replay(dir: &Path) -> usize {
         let p = e.unwrap().path();
         if p.is_file() && !p.file_name().unwrap().to_string_lossy().starts_with('.') {
             let data = std::fs::read(&p).unwrap();
-            fuzz::one_input(&data);
+            run(&data);
             n += 1;
         }
     }
@@ -91,6 +94,55 @@ fn seed_from_the_real_fixture_is_read_whole() {
 #[test]
 fn corpus_and_regressions_replay_without_panics() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
-    let n = replay(&root.join("corpus/criu_images")) + replay(&root.join("regressions"));
+    let images: fn(&[u8]) = fuzz::one_input;
+    let archives: fn(&[u8]) = ckpt_shim::inspect::fuzz::one_archive;
+    let n = replay(&root.join("corpus/criu_images"), images)
+        + replay(&root.join("regressions/criu_images"), images)
+        + replay(&root.join("corpus/archives"), archives)
+        + replay(&root.join("regressions/archives"), archives);
     println!("replayed {n} fuzz inputs");
+}
+
+#[test]
+fn archive_seeds_are_read_whole() {
+    let dir = common::tempdir("archive-seeds");
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/archives");
+    let write = std::env::var_os("CKPT_WRITE_FUZZ_SEED").is_some();
+    if write {
+        std::fs::create_dir_all(&out).unwrap();
+    }
+    let real =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/containerd-2.1-suspect.tar.gz");
+    let mut seeds = vec![(
+        "seed-containerd-2.1-suspect.tar.gz".to_string(),
+        std::fs::read(real).unwrap(),
+    )];
+    for (engine, packing, name) in [
+        (
+            common::Engine::CriO,
+            common::Packing::Plain,
+            "seed-crio.tar",
+        ),
+        (
+            common::Engine::Podman,
+            common::Packing::Gzip,
+            "seed-podman.tar.gz",
+        ),
+        (
+            common::Engine::Podman,
+            common::Packing::Zstd,
+            "seed-podman.tar.zst",
+        ),
+    ] {
+        let p = dir.join(name);
+        common::archive(&common::fixture(), engine, packing, &p, "app", "x");
+        seeds.push((name.to_string(), std::fs::read(&p).unwrap()));
+    }
+    for (name, data) in seeds {
+        ckpt_shim::inspect::fuzz::one_archive(&data);
+        if write {
+            std::fs::write(out.join(name), &data).unwrap();
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }

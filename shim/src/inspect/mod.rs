@@ -3,6 +3,7 @@
 //! same shape: its clap arguments, then `run`, which returns the process exit code.
 
 pub mod diff;
+pub mod fuzz;
 pub mod list;
 pub mod memparse;
 pub mod metadata;
