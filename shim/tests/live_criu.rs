@@ -72,7 +72,10 @@ fn start(bin: &Path, dir: &Path, port: u16, marker: &str, fill_mb: u32) -> Workl
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let mut wl = Workload { pid: 0, child: cmd.spawn().expect("start workload") };
+    let mut wl = Workload {
+        pid: 0,
+        child: cmd.spawn().expect("start workload"),
+    };
     let ready = dir.join("ready");
     let t = Instant::now();
     loop {
