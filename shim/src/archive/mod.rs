@@ -157,7 +157,7 @@ pub fn scan(path: &Path, want: Want) -> Result<Checkpoint, ArchiveError> {
             walk(&mut cp, entries, want, Some(shared))
         }
         Compression::Gzip => {
-            let gz = flate2::read::GzDecoder::new(BufReader::with_capacity(1 << 16, counting));
+            let gz = flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 16, counting));
             let mut archive = tar::Archive::new(gz);
             let entries = archive.entries().map_err(io_err)?;
             walk(&mut cp, entries, want, None)

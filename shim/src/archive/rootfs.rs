@@ -25,7 +25,7 @@ pub fn list(r: impl Read) -> io::Result<(Vec<Change>, bool)> {
     let mut r = BufReader::new(r);
     let gzip = r.fill_buf()?.starts_with(&[0x1f, 0x8b]);
     let reader: Box<dyn Read> = if gzip {
-        Box::new(flate2::read::GzDecoder::new(r))
+        Box::new(flate2::read::MultiGzDecoder::new(r))
     } else {
         Box::new(r)
     };
