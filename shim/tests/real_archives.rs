@@ -1,8 +1,9 @@
-//! A real containerd 2.1 CRI checkpoint, made on the test bed by
+//! Real containerd 2.1 CRI checkpoints, made on the test bed by
 //! tests/fixtures/make_containerd_fixture.py (busybox: sh with two nc listeners, an nc
 //! client connected to one of them, sleeps feeding them, an open file in /tmp, a string in
-//! the shell's memory, a deleted /bin/wget). Committed gzipped (91 KB); the tests read
-//! both the gzip and the plain tar that containerd wrote.
+//! the shell's memory, a deleted /bin/wget), and a second checkpoint of the same container
+//! after it started one more listener and wrote one more file. Committed gzipped (about
+//! 90 KB each); the tests read both the gzip and the plain tar that containerd wrote.
 
 mod common;
 
@@ -141,4 +142,41 @@ fn containerd_2_1_checkpoint_holds_what_the_container_did() {
         "{changes:#?}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn diff_of_two_real_checkpoints_of_one_container() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let a = dir.join("containerd-2.1-suspect.tar.gz");
+    let b = dir.join("containerd-2.1-suspect-2.tar.gz");
+    let (ok, out, err) = cli(&[
+        "diff",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert!(ok, "{err}");
+    let d: Value = serde_json::from_str(&out).unwrap();
+    assert!(d["warning"].is_null(), "{d:#}");
+    let added = d["processes"]["added"].as_array().unwrap();
+    assert_eq!(added.len(), 1, "{d:#}");
+    assert_eq!(added[0]["comm"], "nc");
+    assert_eq!(d["processes"]["removed"].as_array().unwrap().len(), 0);
+    let socks = d["sockets"]["added"].as_array().unwrap();
+    assert_eq!(socks.len(), 1);
+    assert!(
+        socks[0]
+            .as_str()
+            .unwrap()
+            .ends_with("tcp6 LISTEN [::]:9090"),
+        "{socks:?}"
+    );
+    assert_eq!(
+        d["rootfs"]["added"],
+        serde_json::json!(["file /tmp/added.txt 6"])
+    );
+    assert!(d["memory_total"][1].as_u64() > d["memory_total"][0].as_u64());
+    let (ok, text, _) = cli(&["diff", a.to_str().unwrap(), b.to_str().unwrap()]);
+    assert!(ok && text.contains("+ file /tmp/added.txt 6"), "{text}");
 }

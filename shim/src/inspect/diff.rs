@@ -82,7 +82,7 @@ fn sets(dump: &Dump) -> (BTreeSet<ProcId>, BTreeSet<String>, BTreeSet<String>) {
         for f in &p.files {
             match &f.socket {
                 Some(s) => {
-                    let remote = if s.remote.is_empty() {
+                    let remote = if s.remote.is_empty() || s.state == "LISTEN" {
                         String::new()
                     } else {
                         format!(" -> {}", s.remote)
