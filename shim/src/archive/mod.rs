@@ -224,94 +224,119 @@ fn walk<R: Read>(
             name: name.clone(),
             size,
         });
-        let role = members::role(&name);
-        let load = |entry: &mut dyn Read| -> Result<Vec<u8>, ArchiveError> {
-            if size > MAX_LOADED_MEMBER {
-                return Err(member_err(format!(
-                    "{size} bytes is over the {MAX_LOADED_MEMBER}-byte limit"
-                )));
-            }
-            let mut buf = Vec::with_capacity(size as usize);
-            entry
-                .read_to_end(&mut buf)
-                .map_err(|e| member_err(e.to_string()))?;
-            if buf.len() as u64 != size {
-                return Err(member_err(format!(
-                    "truncated: {} of {size} bytes",
-                    buf.len()
-                )));
-            }
-            Ok(buf)
+        let at = match &in_place {
+            Some(file) => PagesAt::InPlace {
+                file: file.clone(),
+                base: offset,
+            },
+            None => PagesAt::Spool,
         };
-        let json = |bytes: Vec<u8>| -> Result<serde_json::Value, ArchiveError> {
-            serde_json::from_slice(&bytes).map_err(|e| member_err(format!("not JSON: {e}")))
-        };
-        match role {
-            Role::Config => cp.config = Some(json(load(&mut entry)?)?),
-            Role::Spec => cp.spec = Some(json(load(&mut entry)?)?),
-            Role::Status => cp.status = Some(json(load(&mut entry)?)?),
-            Role::DeletedFiles => {
-                let v = json(load(&mut entry)?)?;
-                cp.deleted_files = Some(string_list(&v));
-            }
-            Role::DumpLog => {
-                let mut head = Vec::with_capacity(DUMP_LOG_HEAD);
-                (&mut entry)
-                    .take(DUMP_LOG_HEAD as u64)
-                    .read_to_end(&mut head)
-                    .map_err(|e| member_err(e.to_string()))?;
-                cp.dump_log_head = Some(String::from_utf8_lossy(&head).into_owned());
-            }
-            Role::Image(base) => {
-                let bytes = load(&mut entry)?;
-                cp.images.insert(&base, bytes);
-            }
-            Role::Pages(base) => {
-                cp.pages_sizes.insert(base.clone(), size);
-                if want.pages {
-                    let pf = match &in_place {
-                        Some(file) => PagesFile {
-                            name: name.clone(),
-                            file: file.clone(),
-                            base: offset,
-                            len: size,
-                        },
-                        None => {
-                            let mut spool =
-                                pages::spool_file().map_err(|e| member_err(e.to_string()))?;
-                            let copied = io::copy(&mut entry, &mut spool)
-                                .map_err(|e| member_err(e.to_string()))?;
-                            if copied != size {
-                                return Err(member_err(format!(
-                                    "truncated: {copied} of {size} bytes"
-                                )));
-                            }
-                            PagesFile {
-                                name: name.clone(),
-                                file: Arc::new(spool),
-                                base: 0,
-                                len: size,
-                            }
-                        }
-                    };
-                    cp.pages.insert(base, pf);
-                }
-            }
-            Role::RootfsDiff => {
-                let mut diff = RootfsDiff {
-                    size,
-                    ..Default::default()
-                };
-                if want.rootfs_listing {
-                    let (changes, truncated) = rootfs::list(&mut entry)
-                        .map_err(|e| member_err(format!("rootfs-diff.tar: {e}")))?;
-                    diff.changes = Some(changes);
-                    diff.truncated = truncated;
-                }
-                cp.rootfs_diff = Some(diff);
-            }
-            Role::Other => {}
+        take_member(cp, want, &name, size, &mut entry, at, &member_err)?;
+    }
+    Ok(())
+}
+
+/// Where a pages member's bytes can be read once the scan is over.
+enum PagesAt {
+    /// At `base` of the (plain tar) archive file.
+    InPlace { file: Arc<File>, base: u64 },
+    /// Only in the stream being read: copy them to a spool file.
+    Spool,
+    /// In a file of its own (unpacked directory).
+    Own(PathBuf),
+}
+
+/// Keeps what `want` asks for of one regular member whose bytes `data` yields.
+fn take_member(
+    cp: &mut Checkpoint,
+    want: Want,
+    name: &str,
+    size: u64,
+    data: &mut dyn Read,
+    at: PagesAt,
+    member_err: &dyn Fn(String) -> ArchiveError,
+) -> Result<(), ArchiveError> {
+    let mut load = || -> Result<Vec<u8>, ArchiveError> {
+        if size > MAX_LOADED_MEMBER {
+            return Err(member_err(format!(
+                "{size} bytes is over the {MAX_LOADED_MEMBER}-byte limit"
+            )));
         }
+        let mut buf = Vec::with_capacity(size as usize);
+        data.read_to_end(&mut buf)
+            .map_err(|e| member_err(e.to_string()))?;
+        if buf.len() as u64 != size {
+            return Err(member_err(format!(
+                "truncated: {} of {size} bytes",
+                buf.len()
+            )));
+        }
+        Ok(buf)
+    };
+    let json = |bytes: Vec<u8>| -> Result<serde_json::Value, ArchiveError> {
+        serde_json::from_slice(&bytes).map_err(|e| member_err(format!("not JSON: {e}")))
+    };
+    match members::role(name) {
+        Role::Config => cp.config = Some(json(load()?)?),
+        Role::Spec => cp.spec = Some(json(load()?)?),
+        Role::Status => cp.status = Some(json(load()?)?),
+        Role::DeletedFiles => cp.deleted_files = Some(string_list(&json(load()?)?)),
+        Role::DumpLog => {
+            let mut head = Vec::with_capacity(DUMP_LOG_HEAD);
+            data.take(DUMP_LOG_HEAD as u64)
+                .read_to_end(&mut head)
+                .map_err(|e| member_err(e.to_string()))?;
+            cp.dump_log_head = Some(String::from_utf8_lossy(&head).into_owned());
+        }
+        Role::Image(base) => {
+            let bytes = load()?;
+            cp.images.insert(&base, bytes);
+        }
+        Role::Pages(base) => {
+            cp.pages_sizes.insert(base.clone(), size);
+            if !want.pages {
+                return Ok(());
+            }
+            let (file, base_offset) = match at {
+                PagesAt::InPlace { file, base } => (file, base),
+                PagesAt::Own(path) => {
+                    let f = File::open(&path).map_err(|e| member_err(e.to_string()))?;
+                    (Arc::new(f), 0)
+                }
+                PagesAt::Spool => {
+                    let mut spool = pages::spool_file().map_err(|e| member_err(e.to_string()))?;
+                    let copied =
+                        io::copy(data, &mut spool).map_err(|e| member_err(e.to_string()))?;
+                    if copied != size {
+                        return Err(member_err(format!("truncated: {copied} of {size} bytes")));
+                    }
+                    (Arc::new(spool), 0)
+                }
+            };
+            cp.pages.insert(
+                base,
+                PagesFile {
+                    name: name.to_owned(),
+                    file,
+                    base: base_offset,
+                    len: size,
+                },
+            );
+        }
+        Role::RootfsDiff => {
+            let mut diff = RootfsDiff {
+                size,
+                ..Default::default()
+            };
+            if want.rootfs_listing {
+                let (changes, truncated) =
+                    rootfs::list(data).map_err(|e| member_err(format!("rootfs-diff.tar: {e}")))?;
+                diff.changes = Some(changes);
+                diff.truncated = truncated;
+            }
+            cp.rootfs_diff = Some(diff);
+        }
+        Role::Other => {}
     }
     Ok(())
 }
@@ -333,17 +358,14 @@ fn scan_dir(path: &Path, want: Want) -> Result<Checkpoint, ArchiveError> {
         path: p.display().to_string(),
         source,
     };
-    let criu = if path.join("checkpoint").is_dir() {
-        "checkpoint"
+    let dirs: &[&str] = if path.join("checkpoint").is_dir() {
+        &["", "checkpoint"]
     } else {
-        ""
+        &[""]
     };
     let mut cp = Checkpoint::new(path, Compression::Directory, 0);
     let mut names: Vec<String> = Vec::new();
-    for dir in ["", criu] {
-        if dir.is_empty() && !names.is_empty() {
-            continue;
-        }
+    for dir in dirs {
         let d = path.join(dir);
         for e in std::fs::read_dir(&d).map_err(|e| io_err(&d, e))? {
             let e = e.map_err(|e| io_err(&d, e))?;
@@ -361,12 +383,11 @@ fn scan_dir(path: &Path, want: Want) -> Result<Checkpoint, ArchiveError> {
         }
     }
     names.sort();
-    names.dedup();
     for name in names {
         let p = path.join(&name);
         let file = File::open(&p).map_err(|e| io_err(&p, e))?;
         let size = file.metadata().map_err(|e| io_err(&p, e))?.len();
-        cp.size += size;
+        cp.size = cp.size.saturating_add(size);
         cp.members.push(MemberInfo {
             name: name.clone(),
             size,
@@ -377,66 +398,16 @@ fn scan_dir(path: &Path, want: Want) -> Result<Checkpoint, ArchiveError> {
             offset: 0,
             why,
         };
-        let load = |mut f: &File| -> Result<Vec<u8>, ArchiveError> {
-            if size > MAX_LOADED_MEMBER {
-                return Err(member_err(format!(
-                    "{size} bytes is over the {MAX_LOADED_MEMBER}-byte limit"
-                )));
-            }
-            let mut buf = Vec::with_capacity(size as usize);
-            f.read_to_end(&mut buf)
-                .map_err(|e| member_err(e.to_string()))?;
-            Ok(buf)
-        };
-        let json = |bytes: Vec<u8>| -> Result<serde_json::Value, ArchiveError> {
-            serde_json::from_slice(&bytes).map_err(|e| member_err(format!("not JSON: {e}")))
-        };
-        match members::role(&name) {
-            Role::Config => cp.config = Some(json(load(&file)?)?),
-            Role::Spec => cp.spec = Some(json(load(&file)?)?),
-            Role::Status => cp.status = Some(json(load(&file)?)?),
-            Role::DeletedFiles => cp.deleted_files = Some(string_list(&json(load(&file)?)?)),
-            Role::DumpLog => {
-                let mut head = Vec::new();
-                (&file)
-                    .take(DUMP_LOG_HEAD as u64)
-                    .read_to_end(&mut head)
-                    .map_err(|e| member_err(e.to_string()))?;
-                cp.dump_log_head = Some(String::from_utf8_lossy(&head).into_owned());
-            }
-            Role::Image(base) => {
-                let bytes = load(&file)?;
-                cp.images.insert(&base, bytes);
-            }
-            Role::Pages(base) => {
-                cp.pages_sizes.insert(base.clone(), size);
-                if want.pages {
-                    cp.pages.insert(
-                        base,
-                        PagesFile {
-                            name: name.clone(),
-                            file: Arc::new(file),
-                            base: 0,
-                            len: size,
-                        },
-                    );
-                }
-            }
-            Role::RootfsDiff => {
-                let mut diff = RootfsDiff {
-                    size,
-                    ..Default::default()
-                };
-                if want.rootfs_listing {
-                    let (changes, truncated) =
-                        rootfs::list(&file).map_err(|e| member_err(e.to_string()))?;
-                    diff.changes = Some(changes);
-                    diff.truncated = truncated;
-                }
-                cp.rootfs_diff = Some(diff);
-            }
-            Role::Other => {}
-        }
+        let mut data = &file;
+        take_member(
+            &mut cp,
+            want,
+            &name,
+            size,
+            &mut data,
+            PagesAt::Own(p.clone()),
+            &member_err,
+        )?;
     }
     Ok(cp)
 }
