@@ -303,3 +303,29 @@ fn plain_archives_are_read_by_seeking_past_unneeded_members() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn compressed_archives_keep_only_argv_and_environ_when_that_is_all_that_is_asked() {
+    let dir = tempdir("capture");
+    let gz = dir.join("a.tar.gz");
+    archive(&fixture(), Engine::Podman, Packing::Gzip, &gz, "app", "x");
+    let want = ckpt_shim::archive::Want {
+        pages: true,
+        args_only: true,
+        ..Default::default()
+    };
+    let cp = ckpt_shim::archive::scan(&gz, want).unwrap();
+    assert!(!cp.pages.is_empty());
+    assert!(
+        cp.pages.values().all(|p| p.is_partial()),
+        "pages were spooled whole"
+    );
+    // The same archive read for memparse keeps everything.
+    let want = ckpt_shim::archive::Want {
+        pages: true,
+        ..Default::default()
+    };
+    let cp = ckpt_shim::archive::scan(&gz, want).unwrap();
+    assert!(cp.pages.values().all(|p| !p.is_partial()));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

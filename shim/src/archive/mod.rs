@@ -35,6 +35,9 @@ pub const DUMP_LOG_HEAD: usize = 4096;
 pub struct Want {
     /// Random access to pages files (memory contents: argv/env, memparse).
     pub pages: bool,
+    /// Of the pages, only argv and environ are needed: a compressed archive keeps just
+    /// those bytes in memory instead of spooling whole pages files to `$TMPDIR`.
+    pub args_only: bool,
     /// The listing of rootfs-diff.tar (reads the whole member).
     pub rootfs_listing: bool,
     /// Show a progress bar for big archives on a terminal.
@@ -297,31 +300,41 @@ fn take_member(
             if !want.pages {
                 return Ok(());
             }
-            let (file, base_offset) = match at {
-                PagesAt::InPlace { file, base } => (file, base),
+            let pf = match at {
+                PagesAt::InPlace { file, base } => PagesFile::in_file(name, file, base, size),
                 PagesAt::Own(path) => {
                     let f = File::open(&path).map_err(|e| member_err(e.to_string()))?;
-                    (Arc::new(f), 0)
+                    PagesFile::in_file(name, Arc::new(f), 0, size)
                 }
                 PagesAt::Spool => {
-                    let mut spool = pages::spool_file().map_err(|e| member_err(e.to_string()))?;
-                    let copied =
-                        io::copy(data, &mut spool).map_err(|e| member_err(e.to_string()))?;
-                    if copied != size {
-                        return Err(member_err(format!("truncated: {copied} of {size} bytes")));
+                    // Only argv/environ wanted and the maps already seen (tars list
+                    // mm-* and pagemap-* before pages-*): keep just those bytes.
+                    let ranges = if want.args_only {
+                        cp.images.arg_env_ranges(&base).ok().flatten().filter(|r| {
+                            r.iter().map(|(s, e)| e - s).sum::<u64>() <= pages::MAX_CAPTURED
+                        })
+                    } else {
+                        None
+                    };
+                    match ranges {
+                        Some(r) => PagesFile::capture(name, size, data, &r)
+                            .map_err(|e| member_err(e.to_string()))?,
+                        None => {
+                            let mut spool =
+                                pages::spool_file().map_err(|e| member_err(e.to_string()))?;
+                            let copied = io::copy(data, &mut spool)
+                                .map_err(|e| member_err(e.to_string()))?;
+                            if copied != size {
+                                return Err(member_err(format!(
+                                    "truncated: {copied} of {size} bytes"
+                                )));
+                            }
+                            PagesFile::in_file(name, Arc::new(spool), 0, size)
+                        }
                     }
-                    (Arc::new(spool), 0)
                 }
             };
-            cp.pages.insert(
-                base,
-                PagesFile {
-                    name: name.to_owned(),
-                    file,
-                    base: base_offset,
-                    len: size,
-                },
-            );
+            cp.pages.insert(base, pf);
         }
         Role::RootfsDiff => {
             let mut diff = RootfsDiff {

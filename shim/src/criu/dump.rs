@@ -15,6 +15,9 @@ use super::magic::{self, Head};
 use super::pagemap::{PageMap, PE_LAZY, PE_PARENT};
 use crate::api::criu as pb;
 
+/// At most this many bytes of argv and of environ are read per process.
+pub const ARGS_MAX: u64 = 1 << 20;
+
 /// The metadata images of one checkpoint, by base file name (`pstree.img`). Pages files are
 /// not in here: they are read through [`super::memory`].
 #[derive(Default, Debug)]
@@ -32,6 +35,60 @@ impl ImageSet {
     pub fn insert(&mut self, name: &str, bytes: Vec<u8>) {
         let base = name.rsplit('/').next().unwrap_or(name);
         self.files.insert(base.to_owned(), bytes);
+    }
+
+    /// Byte ranges of `pages_file` (merged, in order) holding the argv and environ of every
+    /// process whose pagemap points at it, so a reader of a compressed archive can keep just
+    /// those bytes. None when no loaded pagemap points at the file, or a matching process has
+    /// no mm image yet: the caller must then keep the whole file.
+    pub fn arg_env_ranges(&self, pages_file: &str) -> Result<Option<Vec<(u64, u64)>>, ImageError> {
+        let mut ranges = Vec::new();
+        let mut matched = false;
+        for (name, bytes) in &self.files {
+            let Some(pid) = name
+                .strip_prefix("pagemap-")
+                .and_then(|n| n.strip_suffix(".img"))
+            else {
+                continue;
+            };
+            let map = PageMap::parse(name, bytes)?;
+            if map.pages_file() != pages_file {
+                continue;
+            }
+            matched = true;
+            let Some(mm) = self
+                .first::<pb::MmEntry>(&format!("mm-{pid}.img"))
+                .transpose()?
+            else {
+                return Ok(None);
+            };
+            for (start, end) in [
+                (mm.mm_arg_start, mm.mm_arg_end),
+                (mm.mm_env_start, mm.mm_env_end),
+            ] {
+                let end = end.min(start.saturating_add(ARGS_MAX));
+                let mut at = start;
+                while at < end {
+                    let Some(run) = map.run_at(at) else { break };
+                    let Some(base) = run.pages_offset else { break };
+                    let stop = run.end().min(end);
+                    ranges.push((base + (at - run.vaddr), base + (stop - run.vaddr)));
+                    at = stop;
+                }
+            }
+        }
+        if !matched {
+            return Ok(None);
+        }
+        ranges.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::new();
+        for (s, e) in ranges {
+            match merged.last_mut() {
+                Some(last) if s <= last.1 => last.1 = last.1.max(e),
+                _ => merged.push((s, e)),
+            }
+        }
+        Ok(Some(merged))
     }
 
     fn get(&self, name: &str) -> Option<&[u8]> {

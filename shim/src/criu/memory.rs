@@ -153,7 +153,7 @@ impl<'a> Memory<'a> {
         if end <= start {
             return Ok(Vec::new());
         }
-        let len = (end - start).min(1 << 20) as usize;
+        let len = (end - start).min(super::dump::ARGS_MAX) as usize;
         let bytes = self.read(start, len)?;
         Ok(bytes
             .split(|&b| b == 0)

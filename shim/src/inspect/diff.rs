@@ -1,6 +1,7 @@
 //! `ckpt-shim diff A B`: what changed between two checkpoints of one container: processes,
 //! open files, sockets, memory size and the root filesystem.
 
+use crate::archive::Want;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -227,8 +228,13 @@ pub fn render(d: &Diff) -> String {
 pub fn run(args: Args) -> ExitCode {
     super::default_sigpipe();
     let result = (|| -> anyhow::Result<()> {
-        let a = report::open(&args.a, false, true, true)?;
-        let b = report::open(&args.b, false, true, true)?;
+        let want = Want {
+            rootfs_listing: true,
+            progress: true,
+            ..Want::default()
+        };
+        let a = report::open(&args.a, want)?;
+        let b = report::open(&args.b, want)?;
         let d = compute((&a.0, &a.1), (&b.0, &b.1));
         match args.format {
             Format::Json => print_json(&d)?,

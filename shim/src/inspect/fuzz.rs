@@ -2,6 +2,7 @@
 //! a temporary file and taken through everything `inspect --all`, `memparse` and `diff` do.
 //! Kept in the crate so that tests/fuzz_corpus.rs replays its corpus on stable Rust.
 
+use crate::archive::Want;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -24,7 +25,15 @@ pub fn one_archive(data: &[u8]) {
     ));
     let written = std::fs::File::create(&path).and_then(|mut f| f.write_all(data));
     if written.is_ok() {
-        if let Ok((cp, dump)) = report::open(&path, true, true, false) {
+        if let Ok((cp, dump)) = report::open(
+            &path,
+            Want {
+                pages: true,
+                args_only: false,
+                rootfs_listing: true,
+                progress: false,
+            },
+        ) {
             let r = report::build(&cp, &dump, report::Sections::all());
             let _ = serde_json::to_string(&r);
             let _ = super::render::report_tree(&r);

@@ -2,6 +2,7 @@
 //! `--search-regex`, every match with its virtual address and surrounding bytes; without, a
 //! per-process memory summary (and with `--pid`, that process's dumped page runs).
 
+use crate::archive::Want;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -91,7 +92,14 @@ pub fn run(args: Args) -> ExitCode {
     super::default_sigpipe();
     let searching = args.search.is_some() || args.search_regex.is_some();
     let result = (|| -> anyhow::Result<()> {
-        let (cp, dump) = report::open(&args.archive, searching, false, true)?;
+        let (cp, dump) = report::open(
+            &args.archive,
+            Want {
+                pages: searching,
+                progress: true,
+                ..Want::default()
+            },
+        )?;
         let procs: Vec<_> = match args.pid {
             Some(pid) => vec![dump.process(pid).with_context(|| {
                 let pids: Vec<String> = dump.processes.iter().map(|p| p.pid.to_string()).collect();

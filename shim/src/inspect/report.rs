@@ -123,20 +123,8 @@ pub struct Report {
 }
 
 /// Reads an archive and its CRIU images.
-pub fn open(
-    path: &Path,
-    pages: bool,
-    rootfs_listing: bool,
-    progress: bool,
-) -> anyhow::Result<(Checkpoint, Dump)> {
-    let cp = archive::scan(
-        path,
-        archive::Want {
-            pages,
-            rootfs_listing,
-            progress,
-        },
-    )?;
+pub fn open(path: &Path, want: archive::Want) -> anyhow::Result<(Checkpoint, Dump)> {
+    let cp = archive::scan(path, want)?;
     if cp.images.files.is_empty() {
         anyhow::bail!(
             "{}: no CRIU images found (no checkpoint/ directory or *.img files)",

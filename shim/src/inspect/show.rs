@@ -1,5 +1,6 @@
 //! `ckpt-shim inspect ARCHIVE`: what a checkpoint holds.
 
+use crate::archive::Want;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -59,7 +60,15 @@ pub fn run(args: Args) -> ExitCode {
     super::default_sigpipe();
     let sections = args.sections();
     let result = (|| -> anyhow::Result<()> {
-        let (cp, dump) = report::open(&args.archive, sections.needs_pages(), false, true)?;
+        let (cp, dump) = report::open(
+            &args.archive,
+            Want {
+                pages: sections.needs_pages(),
+                args_only: true,
+                rootfs_listing: false,
+                progress: true,
+            },
+        )?;
         let r = report::build(&cp, &dump, sections);
         match args.format {
             Format::Json => print_json(&r)?,
