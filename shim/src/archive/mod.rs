@@ -322,7 +322,7 @@ fn take_member(
                         None => {
                             let mut spool =
                                 pages::spool_file().map_err(|e| member_err(e.to_string()))?;
-                            let copied = io::copy(data, &mut spool)
+                            let copied = pages::copy_big(data, &mut spool)
                                 .map_err(|e| member_err(e.to_string()))?;
                             if copied != size {
                                 return Err(member_err(format!(
