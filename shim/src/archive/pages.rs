@@ -128,8 +128,8 @@ impl PageSource for PagesFile {
     }
 }
 
-/// `io::copy` with a 1 MiB buffer: decompressors are much faster fed big reads than
-/// `io::copy`'s 8 KiB ones (measured: 1 GiB of gzip skipped in 0.2 s instead of 1.2 s).
+/// `io::copy` with a 1 MiB buffer instead of 8 KiB: fewer calls through the tar entry,
+/// the decompressor and the byte counter per GiB skipped or spooled.
 pub fn copy_big(r: &mut dyn Read, w: &mut dyn io::Write) -> io::Result<u64> {
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;
