@@ -84,3 +84,47 @@ pub fn list(r: impl Read) -> io::Result<(Vec<Change>, bool)> {
     }
     Ok((out, truncated))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tar(entries: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, data) in entries {
+            let mut h = tar::Header::new_gnu();
+            let n = name.as_bytes();
+            h.as_gnu_mut().unwrap().name[..n.len()].copy_from_slice(n);
+            h.set_size(data.len() as u64);
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_cksum();
+            b.append(&h, *data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn whiteouts_opaque_dirs_and_unsafe_names() {
+        let t = tar(&[
+            ("etc/new.conf", b"x"),
+            ("usr/bin/.wh.wget", b""),
+            ("var/cache/.wh..wh..opq", b""),
+            ("../../escape", b"boom"),
+        ]);
+        let (changes, truncated) = list(&t[..]).unwrap();
+        assert!(!truncated);
+        let got: Vec<(String, String)> = changes.into_iter().map(|c| (c.path, c.kind)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("/etc/new.conf".to_string(), "file".to_string()),
+                ("/usr/bin/wget".to_string(), "deleted".to_string()),
+                ("/var/cache".to_string(), "opaque-dir".to_string()),
+                (
+                    "/../../escape".to_string(),
+                    "file (unsafe name)".to_string()
+                ),
+            ]
+        );
+    }
+}
