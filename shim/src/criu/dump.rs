@@ -322,7 +322,8 @@ fn load_process(
         None => core.as_ref().and_then(|c| c.ids),
     };
     if let Some(ns) = ids.as_ref().and_then(|i| i.mnt_ns_id) {
-        if !mnt_ns.contains(&ns) {
+        // First-seen order (the container's init comes first); few distinct values.
+        if mnt_ns.len() < 64 && !mnt_ns.contains(&ns) {
             mnt_ns.push(ns);
         }
     }
@@ -412,8 +413,9 @@ fn load_mounts(images: &ImageSet, namespaces: &[u32]) -> Result<Vec<Mount>, Imag
         .iter()
         .map(|n| format!("mountpoints-{n}.img"))
         .collect();
+    let first: std::collections::HashSet<String> = names.iter().cloned().collect();
     for name in images.files.keys() {
-        if name.starts_with("mountpoints-") && !names.contains(name) {
+        if name.starts_with("mountpoints-") && !first.contains(name) {
             names.push(name.clone());
         }
     }

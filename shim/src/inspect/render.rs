@@ -37,7 +37,7 @@ pub fn report_tree(r: &Report) -> String {
     if let Some(procs) = &r.processes {
         let mut n = Node::new("Process tree");
         let by_parent = children_of(procs);
-        let pids: Vec<u32> = procs.iter().map(|p| p.pid).collect();
+        let pids: std::collections::HashSet<u32> = procs.iter().map(|p| p.pid).collect();
         for p in procs
             .iter()
             .filter(|p| !pids.contains(&p.ppid) || p.ppid == p.pid)
