@@ -26,11 +26,70 @@ pub struct Config {
     pub allowed_uids: Vec<u32>,
     pub shutdown_grace: Duration,
     pub max_message_bytes: usize,
+    pub worker_threads: usize,
     pub runtime_endpoint: PathBuf,
     pub connect_timeout: Duration,
     pub log_level: String,
     pub log_format: LogFormat,
+    pub checkpoint: CheckpointSettings,
 }
+
+/// How CheckpointContainer is done and what it may do (`[checkpoint]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckpointSettings {
+    pub mode: CheckpointMode,
+    /// Directories an archive may be written into (after resolving symlinks).
+    pub allowed_dirs: Vec<PathBuf>,
+    /// Where CRIU images are staged while the shim builds an archive itself.
+    pub work_dir: PathBuf,
+    /// Where the CRIU log of a failed checkpoint is kept for debugging.
+    pub failed_log_dir: PathBuf,
+    /// containerd namespace of CRI's containers.
+    pub containerd_namespace: String,
+    /// Pod namespaces that may be checkpointed; empty: all not denied.
+    pub allowed_namespaces: Vec<String>,
+    pub denied_namespaces: Vec<String>,
+    /// Largest archive the shim writes; 0: no limit.
+    pub max_archive_bytes: u64,
+    /// Append-only JSON-lines audit log; None: no audit.
+    pub audit_log: Option<PathBuf>,
+    /// CRIU options a pod or container may ask for with the `ckpt-shim.io/criu-options`
+    /// annotation.
+    pub allowed_criu_options: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointMode {
+    /// Native where the runtime's CRI implements CheckpointContainer, emulated elsewhere.
+    Auto,
+    Native,
+    Emulate,
+}
+
+impl Default for CheckpointSettings {
+    fn default() -> Self {
+        CheckpointSettings {
+            mode: CheckpointMode::Auto,
+            allowed_dirs: vec![PathBuf::from("/var/lib/kubelet/checkpoints")],
+            work_dir: PathBuf::from("/var/lib/ckpt-shim/work"),
+            failed_log_dir: PathBuf::from("/var/lib/ckpt-shim/failed"),
+            containerd_namespace: "k8s.io".into(),
+            allowed_namespaces: Vec::new(),
+            denied_namespaces: Vec::new(),
+            max_archive_bytes: 0,
+            audit_log: Some(PathBuf::from("/var/log/ckpt-shim/audit.jsonl")),
+            allowed_criu_options: Vec::new(),
+        }
+    }
+}
+
+/// The CRIU options the annotation may name (runc's checkpoint options).
+pub const CRIU_OPTIONS: &[&str] = &[
+    "tcp-established",
+    "file-locks",
+    "external-unix-sockets",
+    "shell-job",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -49,10 +108,12 @@ impl Default for Config {
             allowed_uids: vec![0],
             shutdown_grace: Duration::from_secs(10),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            worker_threads: 1,
             runtime_endpoint: PathBuf::from("/run/containerd/containerd.sock"),
             connect_timeout: Duration::from_secs(2),
             log_level: "info".into(),
             log_format: LogFormat::Auto,
+            checkpoint: CheckpointSettings::default(),
         }
     }
 }
@@ -91,6 +152,23 @@ struct File {
     runtime: RuntimeSection,
     #[serde(default)]
     log: LogSection,
+    #[serde(default)]
+    checkpoint: CheckpointSection,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CheckpointSection {
+    mode: Option<Spanned<String>>,
+    allowed_dirs: Option<Spanned<Vec<String>>>,
+    work_dir: Option<Spanned<String>>,
+    failed_log_dir: Option<Spanned<String>>,
+    containerd_namespace: Option<String>,
+    allowed_namespaces: Option<Vec<String>>,
+    denied_namespaces: Option<Vec<String>>,
+    max_archive_bytes: Option<u64>,
+    audit_log: Option<Spanned<String>>,
+    allowed_criu_options: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -102,6 +180,7 @@ struct ServerSection {
     allowed_uids: Option<Vec<u32>>,
     shutdown_grace_seconds: Option<Spanned<u64>>,
     max_message_bytes: Option<Spanned<u64>>,
+    worker_threads: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -190,6 +269,16 @@ impl Config {
             }
             self.max_message_bytes = n as usize;
         }
+        if let Some(v) = server.worker_threads {
+            let n = *v.get_ref();
+            if !(1..=64).contains(&n) {
+                return Err(at(
+                    v.span(),
+                    format!("worker_threads must be between 1 and 64, got {n}"),
+                ));
+            }
+            self.worker_threads = n as usize;
+        }
 
         let runtime = parsed.runtime;
         if let Some(v) = runtime.endpoint {
@@ -205,6 +294,8 @@ impl Config {
             }
             self.connect_timeout = Duration::from_millis(ms);
         }
+
+        self.checkpoint.apply(parsed.checkpoint, &at)?;
 
         let log = parsed.log;
         if let Some(v) = log.level {
@@ -231,6 +322,85 @@ impl Config {
         }
         if let Some(v) = &o.log_format {
             self.log_format = parse_format(v).map_err(|r| ConfigError::flag("--log-format", r))?;
+        }
+        Ok(())
+    }
+}
+
+impl CheckpointSettings {
+    fn apply(
+        &mut self,
+        section: CheckpointSection,
+        at: &dyn Fn(Range<usize>, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        let absolute = |v: &Spanned<String>, key: &str| -> Result<PathBuf, ConfigError> {
+            if v.get_ref().starts_with('/') {
+                Ok(PathBuf::from(v.get_ref()))
+            } else {
+                Err(at(v.span(), format!("{key} must be an absolute path")))
+            }
+        };
+        if let Some(v) = section.mode {
+            self.mode = match v.get_ref().as_str() {
+                "auto" => CheckpointMode::Auto,
+                "native" => CheckpointMode::Native,
+                "emulate" => CheckpointMode::Emulate,
+                other => {
+                    return Err(at(
+                        v.span(),
+                        format!("checkpoint mode {other:?} must be auto, native or emulate"),
+                    ))
+                }
+            };
+        }
+        if let Some(v) = section.allowed_dirs {
+            let mut dirs = Vec::new();
+            for d in v.get_ref() {
+                if !d.starts_with('/') {
+                    return Err(at(
+                        v.span(),
+                        format!("allowed_dirs entry {d:?} is not absolute"),
+                    ));
+                }
+                dirs.push(PathBuf::from(d));
+            }
+            self.allowed_dirs = dirs;
+        }
+        if let Some(v) = section.work_dir {
+            self.work_dir = absolute(&v, "work_dir")?;
+        }
+        if let Some(v) = section.failed_log_dir {
+            self.failed_log_dir = absolute(&v, "failed_log_dir")?;
+        }
+        if let Some(v) = section.containerd_namespace {
+            self.containerd_namespace = v;
+        }
+        if let Some(v) = section.allowed_namespaces {
+            self.allowed_namespaces = v;
+        }
+        if let Some(v) = section.denied_namespaces {
+            self.denied_namespaces = v;
+        }
+        if let Some(v) = section.max_archive_bytes {
+            self.max_archive_bytes = v;
+        }
+        if let Some(v) = section.audit_log {
+            self.audit_log = if v.get_ref().is_empty() {
+                None
+            } else {
+                Some(absolute(&v, "audit_log")?)
+            };
+        }
+        if let Some(v) = section.allowed_criu_options {
+            for o in v.get_ref() {
+                if !CRIU_OPTIONS.contains(&o.as_str()) {
+                    return Err(at(
+                        v.span(),
+                        format!("allowed_criu_options: {o:?} is not one of {CRIU_OPTIONS:?}"),
+                    ));
+                }
+            }
+            self.allowed_criu_options = v.into_inner();
         }
         Ok(())
     }

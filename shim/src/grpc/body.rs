@@ -36,6 +36,8 @@ pub enum Direction {
 enum Source {
     Incoming(Incoming),
     Full(Option<Bytes>),
+    /// A whole unary answer the shim produced or collected: data, then trailers.
+    Complete(Option<Bytes>, Option<HeaderMap>),
     Empty,
 }
 
@@ -78,6 +80,11 @@ impl GrpcBody {
     /// A body of exactly these bytes (an owned request forwarded as it came).
     pub fn full(bytes: Bytes) -> Self {
         Self::from_source(Source::Full(Some(bytes)))
+    }
+
+    /// A complete answer: these bytes, then these trailers.
+    pub fn complete(data: Bytes, trailers: Option<HeaderMap>) -> Self {
+        Self::from_source(Source::Complete(Some(data), trailers))
     }
 
     /// A body relayed from a peer, unchecked.
@@ -233,6 +240,10 @@ impl Body for GrpcBody {
             let next = match &mut this.source {
                 Source::Empty => None,
                 Source::Full(bytes) => bytes.take().map(|b| Ok(Frame::data(b))),
+                Source::Complete(data, trailers) => match data.take() {
+                    Some(d) => Some(Ok(Frame::data(d))),
+                    None => trailers.take().map(|t| Ok(Frame::trailers(t))),
+                },
                 Source::Incoming(incoming) => {
                     ready!(Pin::new(incoming).poll_frame(cx)).map(|r| r.map_err(BoxError::from))
                 }
@@ -285,11 +296,19 @@ impl Body for GrpcBody {
         if self.done {
             return true;
         }
-        match &self.source {
+        let ended = match &self.source {
             Source::Empty => true,
             Source::Full(b) => b.is_none(),
+            Source::Complete(d, t) => d.is_none() && t.is_none(),
             Source::Incoming(i) => i.is_end_stream(),
-        }
+        };
+        // A request that ends inside a message must not be sent on as complete: answering
+        // "not ended" makes the client library poll again, and that poll reports the error.
+        ended
+            && match &self.check {
+                Some(c) if c.direction == Direction::Request => c.scanner.finish().is_ok(),
+                _ => true,
+            }
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -297,6 +316,7 @@ impl Body for GrpcBody {
             Source::Empty => SizeHint::with_exact(0),
             Source::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             Source::Full(None) => SizeHint::with_exact(0),
+            Source::Complete(..) => SizeHint::default(),
             Source::Incoming(i) if self.check.is_none() => i.size_hint(),
             Source::Incoming(_) => SizeHint::default(),
         }

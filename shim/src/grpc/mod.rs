@@ -3,6 +3,7 @@
 
 pub mod body;
 pub mod frame;
+pub mod reply;
 pub mod status;
 
 pub use body::GrpcBody;

@@ -15,6 +15,7 @@ use prost::Message;
 
 use crate::grpc::body::{Direction, ViolationSlot};
 use crate::grpc::{frame, Code, GrpcBody, Status};
+use crate::proxy::unary::UnaryAnswer;
 use crate::proxy::Proxy;
 use crate::server::peer::Caller;
 
@@ -43,11 +44,42 @@ pub enum Decision {
     Forward,
     /// Answer the caller without asking the runtime.
     Answer(Status),
+    /// Answer success with this encoded response message (the shim did the work).
+    Reply(Bytes),
+    /// Answer with the runtime's own answer to a call the module sent (see `Call::send`).
+    Relay(Box<UnaryAnswer>),
 }
 
 /// What a module may know about the call besides its request.
 pub struct Call<'a> {
     pub caller: &'a Caller,
+    pub proxy: &'a Proxy,
+    head: &'a http::request::Parts,
+    /// The request's single message as it came, uncompressed.
+    pub original: &'a [u8],
+}
+
+impl<'a> Call<'a> {
+    /// The caller's request line and headers.
+    pub fn head(&self) -> &'a http::request::Parts {
+        self.head
+    }
+
+    /// Sends `payload` (the original message, or a changed one) to the runtime with the
+    /// caller's headers and returns its whole answer, so the module can act on it.
+    pub async fn send(&self, payload: &[u8]) -> Result<UnaryAnswer, Status> {
+        self.proxy
+            .forward_unary(self.head, frame_message(payload))
+            .await
+    }
+}
+
+fn frame_message(payload: &[u8]) -> Bytes {
+    let mut b = Vec::with_capacity(frame::PREFIX_LEN + payload.len());
+    b.push(0);
+    b.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    b.extend_from_slice(payload);
+    Bytes::from(b)
 }
 
 pub async fn handle(
@@ -77,8 +109,17 @@ pub async fn handle(
                 .into_response();
         }
     };
-    let call = Call { caller };
-    let decision = match decide(rpc, &call, &bytes).await {
+    let payload = match message(rpc, &bytes) {
+        Ok(p) => p,
+        Err(status) => return status.into_response(),
+    };
+    let call = Call {
+        caller,
+        proxy,
+        head: &parts,
+        original: payload,
+    };
+    let decision = match decide(rpc, &call, payload).await {
         Ok(d) => d,
         Err(status) => {
             tracing::warn!(method = rpc.name(), pid = caller.pid, uid = caller.uid, %status, "refused");
@@ -92,11 +133,12 @@ pub async fn handle(
                 .await
         }
         Decision::Answer(status) => status.into_response(),
+        Decision::Reply(message) => crate::grpc::reply::ok(&message),
+        Decision::Relay(answer) => answer.into_response(),
     }
 }
 
-async fn decide(rpc: OwnedRpc, call: &Call<'_>, body: &Bytes) -> Result<Decision, Status> {
-    let payload = message(rpc, body)?;
+async fn decide(rpc: OwnedRpc, call: &Call<'_>, payload: &[u8]) -> Result<Decision, Status> {
     Ok(match rpc {
         OwnedRpc::CheckpointContainer => checkpoint::decide(call, decode(rpc, payload)?).await,
         OwnedRpc::CreateContainer => create::decide(call, decode(rpc, payload)?).await,

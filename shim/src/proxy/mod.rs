@@ -2,14 +2,17 @@
 //! the original bytes or handed to the module that owns its method.
 
 pub mod router;
+pub mod unary;
 pub mod upstream;
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use http::uri::{Authority, Scheme};
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
 
+use crate::checkpoint::Checkpointer;
 use crate::config::Config;
 use crate::grpc::body::{CallLog, Direction, ViolationSlot};
 use crate::grpc::GrpcBody;
@@ -21,6 +24,7 @@ use upstream::Upstream;
 pub struct Proxy {
     upstream: Upstream,
     max_message_bytes: usize,
+    checkpointer: Arc<Checkpointer>,
 }
 
 impl Proxy {
@@ -28,7 +32,13 @@ impl Proxy {
         Proxy {
             upstream: Upstream::new(config.runtime_endpoint.clone(), config.connect_timeout),
             max_message_bytes: config.max_message_bytes,
+            checkpointer: Checkpointer::start(config),
         }
+    }
+
+    /// The checkpoint engine CheckpointContainer is handed to.
+    pub fn checkpointer(&self) -> &Arc<Checkpointer> {
+        &self.checkpointer
     }
 
     pub fn max_message_bytes(&self) -> usize {
@@ -93,7 +103,7 @@ impl Proxy {
 
 /// The client library needs scheme and authority to fill the HTTP/2 pseudo-headers; keep
 /// the caller's when it sent them (it always does over HTTP/2).
-fn absolute_uri(request: Request<GrpcBody>) -> Request<GrpcBody> {
+pub(crate) fn absolute_uri(request: Request<GrpcBody>) -> Request<GrpcBody> {
     if request.uri().scheme().is_some() && request.uri().authority().is_some() {
         return request;
     }

@@ -1,0 +1,118 @@
+//! Stopping a checkpoint whose time is up, and making sure the container is not left frozen.
+//!
+//! A cancelled gRPC call does not stop runc: containerd's shim runs `runc checkpoint` to the
+//! end. So the shim finds that runc (its arguments end with the container id after a
+//! `checkpoint` subcommand) and kills it and everything under it (CRIU), CRIU first. CRIU
+//! freezes the container's cgroup while it dumps and a killed CRIU cannot thaw it, so the
+//! task is then resumed if containerd reports it paused.
+
+use std::time::Duration;
+
+use crate::runtime::containerd::{Containerd, TaskState};
+
+/// Kills the `runc checkpoint` of `container_id` and its descendants; returns how many
+/// processes were signalled.
+pub fn kill_dump(container_id: &str) -> usize {
+    let procs = processes();
+    let runcs: Vec<i32> = procs
+        .iter()
+        .filter(|p| is_runc_checkpoint(&p.args, container_id))
+        .map(|p| p.pid)
+        .collect();
+    let mut victims = Vec::new();
+    for runc in &runcs {
+        descendants(&procs, *runc, &mut victims);
+    }
+    // Deepest first (CRIU before runc), so runc sees CRIU die rather than the reverse.
+    victims.reverse();
+    victims.extend(runcs);
+    for pid in &victims {
+        // SAFETY: plain kill(2) on a pid read from /proc just now.
+        unsafe { libc::kill(*pid, libc::SIGKILL) };
+    }
+    victims.len()
+}
+
+fn is_runc_checkpoint(args: &[String], container_id: &str) -> bool {
+    let is_runc = args
+        .first()
+        .is_some_and(|a| a.rsplit('/').next().is_some_and(|b| b.starts_with("runc")));
+    is_runc
+        && args.iter().any(|a| a == "checkpoint")
+        && args.last().is_some_and(|a| a == container_id)
+}
+
+struct Proc {
+    pid: i32,
+    ppid: i32,
+    args: Vec<String>,
+}
+
+fn processes() -> Vec<Proc> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| {
+        let pid: i32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The command name is in parentheses and may hold spaces: parse after the last ')'.
+        let after = &stat[stat.rfind(')')? + 2..];
+        let ppid = after.split(' ').nth(1)?.parse().ok()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let args = cmdline
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        Some(Proc { pid, ppid, args })
+    })
+    .collect()
+}
+
+fn descendants(procs: &[Proc], parent: i32, out: &mut Vec<i32>) {
+    for p in procs.iter().filter(|p| p.ppid == parent) {
+        out.push(p.pid);
+        descendants(procs, p.pid, out);
+    }
+}
+
+/// Resumes the task if it is paused (a killed CRIU leaves its cgroup frozen). Tries for a
+/// few seconds, since runc may still be exiting. Returns the last state seen.
+pub async fn unfreeze(containerd: &Containerd, container_id: &str) -> Option<TaskState> {
+    let mut last = None;
+    for _ in 0..50 {
+        match containerd.task_state(container_id).await {
+            Ok(TaskState::Paused) | Ok(TaskState::Pausing) => {
+                if let Err(e) = containerd.resume(container_id).await {
+                    tracing::warn!(container = container_id, error = %e, "resume after abort failed");
+                }
+            }
+            Ok(state) => return Some(state),
+            Err(e) => {
+                tracing::warn!(container = container_id, error = %e, "task state after abort");
+            }
+        }
+        last = containerd.task_state(container_id).await.ok();
+        if last == Some(TaskState::Running) {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    last
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_runc_checkpoint() {
+        let a = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+        assert!(is_runc_checkpoint(
+            &a("/usr/sbin/runc --root /r --log /l checkpoint --image-path /i --work-path /w --leave-running abc"),
+            "abc"
+        ));
+        assert!(!is_runc_checkpoint(&a("/usr/sbin/runc state abc"), "abc"));
+        assert!(!is_runc_checkpoint(&a("runc checkpoint abcd"), "abc"));
+    }
+}

@@ -1,0 +1,277 @@
+//! Writes a checkpoint archive the only safe way: a temporary file beside the final name,
+//! mode 0600 from the start (it holds every memory page of the container), streamed through
+//! a SHA-256 hasher so the digest costs no second read, fsynced, renamed into place, and the
+//! directory fsynced. Until `finish` the final name never exists; dropping the writer removes
+//! the temporary file.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+
+/// Marks the temporary files of this shim: `.<name>.ckpt-shim-tmp-<pid>-<n>`.
+pub const TEMP_MARK: &str = ".ckpt-shim-tmp-";
+
+/// Why writing stopped, when it was not the file system's fault.
+#[derive(Debug, thiserror::Error)]
+pub enum Abort {
+    #[error("the archive would be larger than the configured maximum of {0} bytes")]
+    TooLarge(u64),
+    #[error("the checkpoint's timeout passed while the archive was being written")]
+    Deadline,
+}
+
+/// The finished archive.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// Counts, hashes and checks every byte on its way to the file.
+struct Hashing<W> {
+    inner: W,
+    hasher: Sha256,
+    size: u64,
+    limit: Option<u64>,
+    deadline: Option<Instant>,
+    next_deadline_check: u64,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Some(limit) = self.limit {
+            if self.size + buf.len() as u64 > limit {
+                return Err(io::Error::other(Abort::TooLarge(limit)));
+            }
+        }
+        if self.size >= self.next_deadline_check {
+            // Checking the clock every 4 MiB costs nothing measurable.
+            self.next_deadline_check = self.size + (4 << 20);
+            if self.deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(io::Error::other(Abort::Deadline));
+            }
+        }
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+pub struct ArchiveWriter {
+    temp: PathBuf,
+    location: PathBuf,
+    tar: Option<tar::Builder<Hashing<BufWriter<File>>>>,
+    mtime: u64,
+}
+
+/// A temporary name in the same directory as `location`, so the rename is atomic.
+pub fn temp_path(location: &Path) -> PathBuf {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = location
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    location.with_file_name(format!(".{name}{TEMP_MARK}{}-{n}", std::process::id()))
+}
+
+impl ArchiveWriter {
+    pub fn create(
+        location: &Path,
+        limit: Option<u64>,
+        deadline: Option<Instant>,
+    ) -> io::Result<Self> {
+        let temp = temp_path(location);
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temp)?;
+        let hashing = Hashing {
+            inner: BufWriter::with_capacity(1 << 20, file),
+            hasher: Sha256::new(),
+            size: 0,
+            limit,
+            deadline,
+            next_deadline_check: 0,
+        };
+        let mut tar = tar::Builder::new(hashing);
+        tar.mode(tar::HeaderMode::Deterministic);
+        Ok(ArchiveWriter {
+            temp,
+            location: location.to_path_buf(),
+            tar: Some(tar),
+            mtime: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        })
+    }
+
+    fn header(&self, kind: tar::EntryType, size: u64, mode: u32) -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_size(size);
+        h.set_mode(mode);
+        h.set_mtime(self.mtime);
+        h.set_uid(0);
+        h.set_gid(0);
+        h
+    }
+
+    fn builder(&mut self) -> &mut tar::Builder<Hashing<BufWriter<File>>> {
+        self.tar.as_mut().expect("the builder lives until finish")
+    }
+
+    pub fn add_bytes(&mut self, name: &str, data: &[u8]) -> io::Result<()> {
+        let mut h = self.header(tar::EntryType::Regular, data.len() as u64, 0o600);
+        self.builder().append_data(&mut h, name, data)
+    }
+
+    pub fn add_dir(&mut self, name: &str) -> io::Result<()> {
+        let mut h = self.header(tar::EntryType::Directory, 0, 0o700);
+        self.builder().append_data(&mut h, name, io::empty())
+    }
+
+    /// Streams a file in. Its size is taken once: a file that grows meanwhile (a container
+    /// log) is cut there, one that shrinks is padded with zeros, so the header never lies.
+    pub fn add_file(&mut self, name: &str, path: &Path) -> io::Result<()> {
+        let file = File::open(path)?;
+        let size = file.metadata()?.len();
+        let mut h = self.header(tar::EntryType::Regular, size, 0o600);
+        let reader = Exact {
+            inner: file.take(size),
+            remaining: size,
+        };
+        self.builder().append_data(&mut h, name, reader)
+    }
+
+    /// Ends the tar stream, makes it durable and gives it its final name.
+    pub fn finish(mut self) -> io::Result<Written> {
+        let tar = self.tar.take().expect("finish runs once");
+        let hashing = tar.into_inner()?;
+        let file = hashing.inner.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&self.temp, &self.location)?;
+        sync_dir(&self.location);
+        Ok(Written {
+            sha256: hex(&hashing.hasher.finalize()),
+            size: hashing.size,
+        })
+    }
+}
+
+impl Drop for ArchiveWriter {
+    fn drop(&mut self) {
+        if self.tar.is_some() {
+            let _ = std::fs::remove_file(&self.temp);
+        }
+    }
+}
+
+/// Reads exactly `remaining` bytes: the file's, then zeros if it ended early.
+struct Exact<R> {
+    inner: R,
+    remaining: u64,
+}
+
+impl<R: Read> Read for Exact<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.remaining == 0 {
+            return Ok(0);
+        }
+        let want = buf.len().min(self.remaining as usize);
+        let n = match self.inner.read(&mut buf[..want])? {
+            0 => {
+                buf[..want].fill(0);
+                want
+            }
+            n => n,
+        };
+        self.remaining -= n as u64;
+        Ok(n)
+    }
+}
+
+/// fsync of the directory holding `path`, so a rename survives a power cut.
+pub fn sync_dir(path: &Path) {
+    if let Some(dir) = path.parent() {
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// What a writing error means for the caller: which gRPC code and why.
+pub fn classify(err: &io::Error) -> (crate::grpc::Code, String) {
+    use crate::grpc::Code;
+    if let Some(abort) = err.get_ref().and_then(|e| e.downcast_ref::<Abort>()) {
+        return match abort {
+            Abort::TooLarge(_) => (Code::ResourceExhausted, abort.to_string()),
+            Abort::Deadline => (Code::DeadlineExceeded, abort.to_string()),
+        };
+    }
+    match err.raw_os_error() {
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => (
+            Code::ResourceExhausted,
+            format!("no space left for the archive: {err}"),
+        ),
+        _ => (Code::Internal, format!("writing the archive failed: {err}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_matches_the_file_and_temp_is_gone() {
+        let dir = std::env::temp_dir().join(format!("ckpt-aw-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let loc = dir.join("a.tar");
+        let mut w = ArchiveWriter::create(&loc, None, None).unwrap();
+        w.add_bytes("config.dump", b"{}").unwrap();
+        w.add_dir("checkpoint").unwrap();
+        let written = w.finish().unwrap();
+        let data = std::fs::read(&loc).unwrap();
+        assert_eq!(written.size, data.len() as u64);
+        assert_eq!(written.sha256, hex(&Sha256::digest(&data)));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&loc).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn limit_aborts_and_leaves_nothing() {
+        let dir = std::env::temp_dir().join(format!("ckpt-aw2-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let loc = dir.join("a.tar");
+        let mut w = ArchiveWriter::create(&loc, Some(1024), None).unwrap();
+        let err = w.add_bytes("big", &[0u8; 4096]).unwrap_err();
+        assert_eq!(classify(&err).0, crate::grpc::Code::ResourceExhausted);
+        drop(w);
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

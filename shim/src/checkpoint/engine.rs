@@ -1,0 +1,260 @@
+//! The emulated checkpoint, for runtimes whose CRI has none (containerd 1.6, 1.7): the
+//! shim asks containerd's task service for a CRIU dump into a staging directory (the
+//! container keeps running), collects the writable layer's changes, and streams everything
+//! into the archive in the layout checkpointctl and containerd 2.1's restore read.
+
+use std::io::Read;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime};
+
+use super::archive_writer::{classify, ArchiveWriter, Written};
+use super::location::Location;
+use super::{abort, metadata, rootfs, Checkpointer, Target};
+use crate::api::containerd::runc::v1::CheckpointOptions;
+use crate::grpc::{Code, Status};
+
+/// What the engine made, for the sidecar.
+pub struct Made {
+    pub written: Written,
+    pub criu_version: Option<String>,
+}
+
+/// A private staging directory for one checkpoint, removed when dropped.
+struct Staging {
+    dir: PathBuf,
+}
+
+impl Staging {
+    fn create(work_dir: &Path, container_id: &str) -> std::io::Result<Staging> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(work_dir)?;
+        let short = &container_id[..container_id.len().min(12)];
+        let dir = work_dir.join(format!(
+            "{short}-{}-{}",
+            std::process::id(),
+            crate::timefmt::unix_nanos(SystemTime::now())
+        ));
+        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+        Ok(Staging { dir })
+    }
+
+    fn images(&self) -> PathBuf {
+        self.dir.join("images")
+    }
+
+    fn criu_work(&self) -> PathBuf {
+        self.dir.join("work")
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+            tracing::warn!(dir = %self.dir.display(), error = %e, "cannot remove staging directory");
+        }
+    }
+}
+
+pub async fn run(
+    cx: &Checkpointer,
+    target: &Target,
+    location: &Location,
+    options: CheckpointOptions,
+    deadline: Option<Instant>,
+) -> Result<Made, Status> {
+    let settings = &cx.settings;
+    let container = cx.containerd.container(&target.id).await.map_err(|e| {
+        super::runtime_error(e, &format!("containerd has no container {}", target.id))
+    })?;
+    let spec = container.spec.map(|s| s.value).unwrap_or_default();
+    let staging = Staging::create(&settings.work_dir, &target.id).map_err(|e| {
+        Status::internal(format!(
+            "cannot create a staging directory in {}: {e}",
+            settings.work_dir.display()
+        ))
+    })?;
+    let options = CheckpointOptions {
+        exit: false,
+        image_path: staging.images().display().to_string(),
+        work_path: staging.criu_work().display().to_string(),
+        ..options
+    };
+
+    // 1. CRIU dump, through containerd and runc; the container keeps running.
+    let dump = cx.containerd.checkpoint(&target.id, options);
+    let dumped = match deadline {
+        Some(d) => match tokio::time::timeout_at(d.into(), dump).await {
+            Ok(r) => r,
+            Err(_) => {
+                let killed = abort::kill_dump(&target.id);
+                let state = abort::unfreeze(&cx.containerd, &target.id).await;
+                tracing::warn!(container = %target.id, killed, ?state, "checkpoint timed out during the CRIU dump");
+                return Err(Status::new(
+                    Code::DeadlineExceeded,
+                    format!("the checkpoint's timeout passed during the CRIU dump; it was aborted (container state afterwards: {state:?})"),
+                ));
+            }
+        },
+        None => dump.await,
+    };
+    if let Err(e) = dumped {
+        // A failed dump may still leave the cgroup frozen.
+        abort::unfreeze(&cx.containerd, &target.id).await;
+        return Err(criu_failure(settings, target, &staging, &e));
+    }
+
+    // 2. Writable layer and archive, off the async threads: it is all file I/O.
+    let upper = cx
+        .containerd
+        .mounts(&container.snapshotter, &container.snapshot_key)
+        .await
+        .map_err(|e| super::runtime_error(e, "cannot read the container's snapshot mounts"))?
+        .iter()
+        .find_map(|m| rootfs::upperdir(&m.r#type, &m.options));
+    let limit = (settings.max_archive_bytes > 0).then_some(settings.max_archive_bytes);
+    let config_dump = metadata::config_dump(
+        target,
+        &container.runtime.map(|r| r.name).unwrap_or_default(),
+        SystemTime::now(),
+    );
+    let status_dump = metadata::status_dump(target);
+    let log_path = PathBuf::from(&target.status.log_path);
+    let path = location.path.clone();
+    let work = staging.dir.clone();
+    let images = staging.images();
+    let criu_work = staging.criu_work();
+    let written = tokio::task::spawn_blocking(move || -> Result<Made, Status> {
+        let fail = |e: std::io::Error| {
+            let (code, why) = classify(&e);
+            Status::new(code, why)
+        };
+        let mut w = ArchiveWriter::create(&path, limit, deadline).map_err(fail)?;
+        w.add_bytes("config.dump", &config_dump).map_err(fail)?;
+        w.add_bytes("spec.dump", &spec).map_err(fail)?;
+        w.add_bytes("status.dump", &status_dump).map_err(fail)?;
+        if let Some(upper) = upper {
+            let diff_tar = work.join("rootfs-diff.tar");
+            let diff = rootfs::write_diff(&upper, &diff_tar).map_err(|e| {
+                Status::internal(format!(
+                    "cannot collect the writable layer {}: {e}",
+                    upper.display()
+                ))
+            })?;
+            if !diff.opaque.is_empty() {
+                tracing::info!(dirs = ?diff.opaque, "opaque directories kept as directories only");
+            }
+            if !diff.deleted.is_empty() {
+                let list = serde_json::to_vec(&diff.deleted).unwrap_or_default();
+                w.add_bytes("deleted.files", &list).map_err(fail)?;
+            }
+            w.add_file("rootfs-diff.tar", &diff_tar).map_err(fail)?;
+        }
+        let dump_log = criu_work.join("dump.log");
+        let criu_version =
+            read_head(&dump_log).and_then(|h| super::sidecar::criu_version_from_log(&h));
+        if dump_log.exists() {
+            w.add_file("dump.log", &dump_log).map_err(fail)?;
+        }
+        // CRIU writes its statistics to the work directory (runc's work path).
+        if let Some(stats) = [criu_work.join("stats-dump"), images.join("stats-dump")]
+            .into_iter()
+            .find(|p| p.exists())
+        {
+            w.add_file("stats-dump", &stats).map_err(fail)?;
+        }
+        if log_path.is_file() {
+            w.add_file("container.log", &log_path).map_err(fail)?;
+        }
+        w.add_dir("checkpoint").map_err(fail)?;
+        let mut files: Vec<_> = std::fs::read_dir(&images)
+            .and_then(|d| d.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| Status::internal(format!("cannot list the CRIU images: {e}")))?;
+        files.sort_by_key(|e| e.file_name());
+        for f in files {
+            let name = f.file_name();
+            let name = name.to_string_lossy();
+            if name == "stats-dump" {
+                continue;
+            }
+            w.add_file(&format!("checkpoint/{name}"), &f.path())
+                .map_err(fail)?;
+        }
+        let written = w.finish().map_err(fail)?;
+        Ok(Made {
+            written,
+            criu_version,
+        })
+    })
+    .await
+    .map_err(|e| Status::internal(format!("the archive writer stopped: {e}")))?;
+    drop(staging);
+    written
+}
+
+fn read_head(path: &Path) -> Option<String> {
+    let mut buf = vec![0u8; 4096];
+    let n = std::fs::File::open(path).ok()?.read(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+/// INTERNAL with the last error lines of CRIU's log, the log kept for debugging.
+fn criu_failure(
+    settings: &crate::config::CheckpointSettings,
+    target: &Target,
+    staging: &Staging,
+    err: &tonic::Status,
+) -> Status {
+    let log = staging.criu_work().join("dump.log");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let tail = last_errors(&text, 8);
+    let kept = keep_log(settings, target, &log);
+    Status::internal(format!(
+        "CRIU dump of container {} failed: {}; CRIU log {}:\n{}",
+        target.id,
+        err.message(),
+        kept.as_deref().map_or_else(
+            || "was not written".to_owned(),
+            |p| format!("kept at {}", p.display())
+        ),
+        tail
+    ))
+}
+
+/// The last `n` lines that report an error (CRIU marks them "Error"), or the last lines.
+pub fn last_errors(log: &str, n: usize) -> String {
+    let errors: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("Error") || l.contains("error"))
+        .collect();
+    let lines: Vec<&str> = if errors.is_empty() {
+        log.lines().collect()
+    } else {
+        errors
+    };
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn keep_log(
+    settings: &crate::config::CheckpointSettings,
+    target: &Target,
+    log: &Path,
+) -> Option<PathBuf> {
+    if !log.exists() {
+        return None;
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&settings.failed_log_dir)
+        .ok()?;
+    let dest = settings.failed_log_dir.join(format!(
+        "{}-{}-dump.log",
+        target.id,
+        crate::timefmt::unix_nanos(SystemTime::now())
+    ));
+    std::fs::copy(log, &dest).ok()?;
+    Some(dest)
+}

@@ -1,0 +1,95 @@
+//! Where kubelet asked the archive to go, checked before any work is done.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use crate::grpc::{Code, Status};
+
+/// A location that passed every check: absolute, normalised, its directory exists, is
+/// writable and lies inside an allowed directory, and nothing is there yet.
+#[derive(Debug, Clone)]
+pub struct Location {
+    pub path: PathBuf,
+}
+
+pub fn validate(location: &str, allowed_dirs: &[PathBuf]) -> Result<Location, Status> {
+    let bad = |why: String| Status::invalid_argument(format!("location {location:?}: {why}"));
+    let path = Path::new(location);
+    if location.is_empty() || !path.is_absolute() {
+        return Err(bad("must be an absolute path".into()));
+    }
+    if path
+        .components()
+        .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
+        || location.ends_with('/')
+    {
+        return Err(bad("must name a file without '.' or '..' components".into()));
+    }
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(bad("has no file name".into()));
+    };
+    // The real directory, symlinks resolved: the allow list is checked against it.
+    let parent = parent
+        .canonicalize()
+        .map_err(|e| bad(format!("its directory cannot be used: {e}")))?;
+    if !parent.is_dir() {
+        return Err(bad("its parent is not a directory".into()));
+    }
+    let inside = allowed_dirs.is_empty()
+        || allowed_dirs.iter().any(|d| {
+            d.canonicalize()
+                .map(|d| parent.starts_with(d))
+                .unwrap_or(false)
+        });
+    if !inside {
+        return Err(bad(format!(
+            "is outside the directories checkpoints may be written to ({})",
+            allowed_dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let c = CString::new(parent.as_os_str().as_bytes()).map_err(|_| bad("contains NUL".into()))?;
+    // SAFETY: a NUL-terminated path.
+    if unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
+        return Err(bad(format!(
+            "its directory is not writable: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    let path = parent.join(name);
+    if std::fs::symlink_metadata(&path).is_ok() {
+        return Err(Status::new(
+            Code::AlreadyExists,
+            format!("location {location:?} already exists; a checkpoint never overwrites"),
+        ));
+    }
+    Ok(Location { path })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules() {
+        let dir = std::env::temp_dir().join(format!("ckpt-loc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let allowed = vec![dir.clone()];
+        let code = |l: &str| validate(l, &allowed).map(|_| ()).unwrap_err().code;
+        assert_eq!(code("relative.tar"), Code::InvalidArgument);
+        assert_eq!(code(""), Code::InvalidArgument);
+        assert_eq!(code("/nonexistent-dir-xyz/a.tar"), Code::InvalidArgument);
+        assert_eq!(code("/tmp/a.tar"), Code::InvalidArgument, "outside");
+        let escape = format!("{}/../a.tar", dir.display());
+        assert_eq!(code(&escape), Code::InvalidArgument);
+        let ok = format!("{}/a.tar", dir.display());
+        assert!(validate(&ok, &allowed).is_ok());
+        std::fs::write(dir.join("a.tar"), b"").unwrap();
+        assert_eq!(code(&ok), Code::AlreadyExists);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

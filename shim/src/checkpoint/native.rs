@@ -1,0 +1,264 @@
+//! Pass-through checkpoint, for runtimes whose CRI implements CheckpointContainer
+//! (containerd 2.x). The runtime gets the caller's request as it came except for the
+//! location, which points at a temporary name beside the real one; the shim then makes the
+//! archive 0600, computes its digest, fsyncs it and renames it into place. So the runtime's
+//! guarantees become the shim's: nothing at the location until the archive is complete.
+//!
+//! The digest here costs a second read of the archive (the runtime wrote it); the emulated
+//! engine hashes while writing.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+use super::archive_writer::{hex, sync_dir, temp_path, Written};
+use super::engine::Made;
+use super::location::Location;
+use super::{abort, Checkpointer, Target};
+use crate::grpc::{Code, Status};
+use crate::proxy::unary::{self, Head};
+
+pub enum Outcome {
+    Done(Made),
+    /// The runtime answered UNIMPLEMENTED: it has no CRI checkpoint after all.
+    Unimplemented,
+}
+
+pub async fn run(
+    cx: &Checkpointer,
+    head: &Head,
+    original: &[u8],
+    target: &Target,
+    location: &Location,
+    deadline: Option<Instant>,
+) -> Result<Outcome, Status> {
+    let temp = temp_path(&location.path);
+    let payload = with_location(original, &temp.display().to_string())
+        .map_err(|why| Status::invalid_argument(format!("CheckpointContainerRequest: {why}")))?;
+    let send = unary::call(&cx.upstream, head, frame(&payload));
+    let answer = match deadline {
+        Some(d) => match tokio::time::timeout_at(d.into(), send).await {
+            Ok(a) => a,
+            Err(_) => {
+                let killed = abort::kill_dump(&target.id);
+                let state = abort::unfreeze(&cx.containerd, &target.id).await;
+                discard_later(temp);
+                tracing::warn!(container = %target.id, killed, ?state, "native checkpoint timed out");
+                return Err(Status::new(
+                    Code::DeadlineExceeded,
+                    format!("the checkpoint's timeout passed; the runtime's checkpoint was aborted (container state afterwards: {state:?})"),
+                ));
+            }
+        },
+        None => send.await,
+    };
+    let answer = match answer {
+        Ok(a) => a,
+        Err(status) => {
+            discard_later(temp);
+            return Err(status);
+        }
+    };
+    let (code, message) = answer.status();
+    if code == Code::Unimplemented {
+        let _ = std::fs::remove_file(&temp);
+        return Ok(Outcome::Unimplemented);
+    }
+    if code != Code::Ok {
+        let _ = std::fs::remove_file(&temp);
+        abort::unfreeze(&cx.containerd, &target.id).await;
+        return Err(Status::new(
+            code,
+            format!("the runtime's checkpoint failed: {message}"),
+        ));
+    }
+    let limit = cx.settings.max_archive_bytes;
+    let final_path = location.path.clone();
+    tokio::task::spawn_blocking(move || {
+        let result = seal(&temp, &final_path, limit);
+        if result.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+        result
+    })
+    .await
+    .map_err(|e| Status::internal(format!("sealing the archive stopped: {e}")))?
+    .map(Outcome::Done)
+}
+
+/// 0600, size limit, digest (one read, which also finds CRIU's version in dump.log), fsync,
+/// rename, directory fsync.
+fn seal(temp: &Path, location: &Path, limit: u64) -> Result<Made, Status> {
+    let io_err = |e: io::Error| {
+        let (code, why) = super::archive_writer::classify(&e);
+        Status::new(code, why)
+    };
+    let file = File::open(temp).map_err(|e| {
+        Status::internal(format!(
+            "the runtime reported success but wrote no archive at {}: {e}",
+            temp.display()
+        ))
+    })?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(io_err)?;
+    let size = file.metadata().map_err(io_err)?.len();
+    if limit > 0 && size > limit {
+        return Err(Status::resource_exhausted(format!(
+            "the archive of {size} bytes is larger than the configured maximum of {limit} bytes"
+        )));
+    }
+    let mut hashing = HashingReader {
+        inner: io::BufReader::with_capacity(1 << 20, &file),
+        hasher: Sha256::new(),
+    };
+    let mut criu_version = None;
+    {
+        let mut archive = tar::Archive::new(&mut hashing);
+        if let Ok(entries) = archive.entries() {
+            for entry in entries.flatten() {
+                let mut entry = entry;
+                if entry.path().ok().as_deref() == Some(Path::new("dump.log")) {
+                    let mut head = vec![0u8; 4096];
+                    let n = entry.read(&mut head).unwrap_or(0);
+                    criu_version =
+                        super::sidecar::criu_version_from_log(&String::from_utf8_lossy(&head[..n]));
+                }
+            }
+        }
+    }
+    // Whatever the tar reader left unread still counts.
+    io::copy(&mut hashing, &mut io::sink()).map_err(io_err)?;
+    file.sync_all().map_err(io_err)?;
+    std::fs::rename(temp, location).map_err(io_err)?;
+    sync_dir(location);
+    Ok(Made {
+        written: Written {
+            sha256: hex(&hashing.hasher.finalize()),
+            size,
+        },
+        criu_version,
+    })
+}
+
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// The runtime may still finish writing after the call was abandoned: remove the temporary
+/// archive now and whenever it shows up in the next minutes.
+fn discard_later(temp: PathBuf) {
+    let _ = std::fs::remove_file(&temp);
+    tokio::spawn(async move {
+        for _ in 0..120 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let _ = std::fs::remove_file(&temp);
+        }
+    });
+}
+
+fn frame(payload: &[u8]) -> Bytes {
+    let mut b = Vec::with_capacity(5 + payload.len());
+    b.push(0);
+    b.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    b.extend_from_slice(payload);
+    Bytes::from(b)
+}
+
+/// `location` is field 2 of CheckpointContainerRequest. Every other field is copied as its
+/// original bytes (so fields newer than our schema survive); field 2 is dropped wherever it
+/// occurs and written once at the end.
+pub fn with_location(message: &[u8], location: &str) -> Result<Vec<u8>, String> {
+    const LOCATION: u64 = 2;
+    let mut out = Vec::with_capacity(message.len() + location.len() + 8);
+    let mut pos = 0;
+    while pos < message.len() {
+        let start = pos;
+        let key = varint(message, &mut pos)?;
+        let (field, wire) = (key >> 3, key & 7);
+        match wire {
+            0 => {
+                varint(message, &mut pos)?;
+            }
+            1 => pos += 8,
+            2 => {
+                let len = varint(message, &mut pos)? as usize;
+                pos = pos.checked_add(len).ok_or("length overflows")?;
+            }
+            5 => pos += 4,
+            w => return Err(format!("unsupported wire type {w} in field {field}")),
+        }
+        if pos > message.len() {
+            return Err("message ends inside a field".into());
+        }
+        if field != LOCATION {
+            out.extend_from_slice(&message[start..pos]);
+        }
+    }
+    out.push((LOCATION << 3 | 2) as u8);
+    let mut len = location.len() as u64;
+    loop {
+        let byte = (len & 0x7f) as u8;
+        len >>= 7;
+        if len == 0 {
+            out.push(byte);
+            break;
+        }
+        out.push(byte | 0x80);
+    }
+    out.extend_from_slice(location.as_bytes());
+    Ok(out)
+}
+
+fn varint(buf: &[u8], pos: &mut usize) -> Result<u64, String> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *buf.get(*pos).ok_or("message ends inside a varint")?;
+        *pos += 1;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Ok(value);
+        }
+    }
+    Err("varint longer than 10 bytes".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::cri::CheckpointContainerRequest;
+    use prost::Message;
+
+    #[test]
+    fn location_is_replaced_and_the_rest_kept() {
+        let req = CheckpointContainerRequest {
+            container_id: "abc".into(),
+            location: "/var/lib/kubelet/checkpoints/x.tar".into(),
+            timeout: 30,
+        };
+        let mut bytes = req.encode_to_vec();
+        bytes.extend_from_slice(&[0xc2, 0x3e, 3, b'f', b'u', b't']); // field 1000
+        let out = with_location(&bytes, "/tmp/.x.tar.tmp").unwrap();
+        let back = CheckpointContainerRequest::decode(&out[..]).unwrap();
+        assert_eq!(back.container_id, "abc");
+        assert_eq!(back.location, "/tmp/.x.tar.tmp");
+        assert_eq!(back.timeout, 30);
+        assert!(out
+            .windows(6)
+            .any(|w| w == [0xc2, 0x3e, 3, b'f', b'u', b't']));
+        assert!(with_location(&[0x0a, 0x05, b'a'], "x").is_err());
+    }
+}

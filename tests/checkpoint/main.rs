@@ -1,0 +1,396 @@
+//! CheckpointContainer through the shim on the real test bed: containerd 1.6 and 1.7
+//! (the shim checkpoints through containerd's API) and 2.1 (the runtime's own checkpoint,
+//! with the shim's work around it). Root only; skipped with a printed reason otherwise.
+
+mod bed;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use bed::*;
+use ckpt_shim::api::cri::ContainerState;
+use sha2::{Digest, Sha256};
+use tonic::Code;
+
+const COUNTER: &str = "rm -f /bin/pidof; i=0; while true; do i=$((i+1)); echo $i; echo $i > /tmp/count; sleep 0.1; done";
+
+fn members(archive: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut a = tar::Archive::new(std::fs::File::open(archive).unwrap());
+    for e in a.entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = e.path().unwrap().display().to_string();
+        let mut data = Vec::new();
+        if !name.ends_with(".img") {
+            e.read_to_end(&mut data).unwrap();
+        }
+        out.insert(name, data);
+    }
+    out
+}
+
+fn sha256_file(path: &Path) -> String {
+    let data = std::fs::read(path).unwrap();
+    Sha256::digest(&data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+async fn scenario(instance: &str, engine: &str) {
+    if let Some(why) = skip() {
+        say(&format!("checkpoint on {instance}: skipped: {why}"));
+        return;
+    }
+    let bed = Bed::up(instance);
+    let dirs = Dirs::new();
+    let shim = shim(&bed, &dirs, "").await;
+    let mut cri = cri(&shim.socket).await;
+    let pod = pod(&mut cri, &bed, "counter-pod", "ckpt-test").await;
+    let (id, log) = container(&mut cri, &bed, &pod, "counter", COUNTER, &[]).await;
+    wait_for("3 counter lines", Duration::from_secs(10), || {
+        counts(&log).len() >= 3
+    })
+    .await;
+
+    // The checkpoint, and what it must produce.
+    let location = dirs.archives().join("counter.tar");
+    let started = std::time::Instant::now();
+    checkpoint(&mut cri, &id, &location, 60)
+        .await
+        .unwrap_or_else(|e| panic!("checkpoint failed: {e:?}\n{}", shim.logs()));
+    say(&format!(
+        "{instance}: checkpoint through the shim {:?}, {} bytes",
+        started.elapsed(),
+        std::fs::metadata(&location).unwrap().len()
+    ));
+    let mode = std::fs::metadata(&location).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let m = members(&location);
+    for name in [
+        "config.dump",
+        "spec.dump",
+        "status.dump",
+        "rootfs-diff.tar",
+        "dump.log",
+        "stats-dump",
+        "container.log",
+        "checkpoint/inventory.img",
+    ] {
+        assert!(
+            m.contains_key(name),
+            "{name} missing; members: {:?}",
+            m.keys()
+        );
+    }
+    let spec: serde_json::Value = serde_json::from_slice(&m["spec.dump"]).unwrap();
+    assert_eq!(
+        spec["annotations"]["io.kubernetes.cri.sandbox-namespace"],
+        "ckpt-test"
+    );
+    assert_eq!(
+        spec["annotations"]["io.kubernetes.cri.container-name"],
+        "counter"
+    );
+    let config: serde_json::Value = serde_json::from_slice(&m["config.dump"]).unwrap();
+    assert!(config["id"].as_str().unwrap().starts_with(&id[..12]));
+    let status: serde_json::Value = serde_json::from_slice(&m["status.dump"]).unwrap();
+    assert_eq!(status["metadata"]["name"], "counter");
+    if engine == "emulated" {
+        // Plain tar of the writable layer plus the list of deleted image files.
+        let mut diff = tar::Archive::new(&m["rootfs-diff.tar"][..]);
+        let names: Vec<String> = diff
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        assert!(names.iter().any(|n| n == "tmp/count"), "{names:?}");
+        let deleted: Vec<String> = serde_json::from_slice(&m["deleted.files"]).unwrap();
+        assert!(deleted.contains(&"/bin/pidof".to_string()), "{deleted:?}");
+    }
+    let sidecar: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dirs.archives().join("counter.tar.json")).unwrap())
+            .unwrap();
+    assert_eq!(sidecar["sha256"], sha256_file(&location));
+    assert_eq!(sidecar["size"], std::fs::metadata(&location).unwrap().len());
+    assert_eq!(sidecar["engine"], engine);
+    assert_eq!(sidecar["pod"], "counter-pod");
+    assert_eq!(sidecar["namespace"], "ckpt-test");
+    assert!(
+        sidecar["criu_version"].as_str().unwrap().starts_with("4."),
+        "{sidecar}"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(dirs.archives())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // The container goes on.
+    let n = counts(&log).len();
+    wait_for("the counter going on", Duration::from_secs(5), || {
+        counts(&log).len() > n + 2
+    })
+    .await;
+    assert_eq!(
+        state(&mut cri, &id).await,
+        ContainerState::ContainerRunning as i32
+    );
+
+    // Errors.
+    let code = |r: Result<(), tonic::Status>| r.map(|_| Code::Ok).unwrap_or_else(|e| e.code());
+    let loc2 = dirs.archives().join("second.tar");
+    assert_eq!(
+        code(checkpoint(&mut cri, "no-such-container", &loc2, 10).await),
+        Code::NotFound
+    );
+    assert_eq!(
+        code(checkpoint(&mut cri, &id, Path::new("relative.tar"), 10).await),
+        Code::InvalidArgument
+    );
+    assert_eq!(
+        code(checkpoint(&mut cri, &id, Path::new("/tmp/outside.tar"), 10).await),
+        Code::InvalidArgument
+    );
+    assert_eq!(
+        code(checkpoint(&mut cri, &id, &dirs.archives().join("missing/x.tar"), 10).await),
+        Code::InvalidArgument
+    );
+    let (done, _) = container(&mut cri, &bed, &pod, "exits", "true", &[]).await;
+    wait_for(
+        "the short container to exit",
+        Duration::from_secs(10),
+        || futures_lite_state(&shim.socket, &done) == ContainerState::ContainerExited as i32,
+    )
+    .await;
+    assert_eq!(
+        code(checkpoint(&mut cri, &done, &loc2, 10).await),
+        Code::FailedPrecondition
+    );
+    let denied_pod = bed::pod(&mut cri, &bed, "denied-pod", "forbidden").await;
+    let (denied, _) = container(&mut cri, &bed, &denied_pod, "sleeper", "sleep 1000", &[]).await;
+    assert_eq!(
+        code(checkpoint(&mut cri, &denied, &loc2, 10).await),
+        Code::PermissionDenied
+    );
+    assert!(!loc2.exists());
+
+    // Two at once of one container: one is done, the other ABORTED; never two writers.
+    let mut cri2 = bed::cri(&shim.socket).await;
+    let (c1, c2) = (
+        dirs.archives().join("c1.tar"),
+        dirs.archives().join("c2.tar"),
+    );
+    let (a, b) = tokio::join!(
+        checkpoint(&mut cri, &id, &c1, 60),
+        checkpoint(&mut cri2, &id, &c2, 60)
+    );
+    let mut codes = [code(a), code(b)];
+    codes.sort_by_key(|c| *c as i32);
+    assert_eq!(codes, [Code::Ok, Code::Aborted]);
+
+    // Every attempt is in the audit log and the chain holds.
+    let audit = std::fs::read_to_string(dirs.audit()).unwrap();
+    let records = ckpt_shim::audit::verify(audit.as_bytes()).unwrap();
+    assert_eq!(records, 9, "{audit}");
+    assert!(audit.contains("\"result\":\"denied\""));
+
+    remove_pod(&mut cri, &denied_pod).await;
+    remove_pod(&mut cri, &pod).await;
+    shim.stop().await;
+}
+
+/// Container state, blocking (for use inside wait_for's closure).
+fn futures_lite_state(socket: &Path, id: &str) -> i32 {
+    let socket = socket.to_path_buf();
+    let id = id.to_owned();
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async move {
+                let mut c = bed::cri(&socket).await;
+                state(&mut c, &id).await
+            })
+    })
+    .join()
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn emulated_on_containerd_1_6() {
+    scenario("1.6-ck", "emulated").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn emulated_on_containerd_1_7() {
+    scenario("1.7-ck", "emulated").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn native_on_containerd_2_1() {
+    scenario("2.1-ck", "native").await;
+}
+
+/// Holds ~1 GiB in a shell variable, then counts: big enough that a checkpoint takes
+/// longer than the smallest CRI timeout (1 s).
+const BIG: &str = "x=$(dd if=/dev/zero bs=1M count=1024 2>/dev/null | tr '\\0' x); echo ready; i=0; while true; do i=$((i+1)); echo $i; sleep 0.1; done";
+
+fn dot_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect()
+}
+
+/// A large container: one full checkpoint (timed, with the shim's peak memory), one whose
+/// timeout passes (DEADLINE_EXCEEDED, nothing left, container running), and one during
+/// which the shim is killed with SIGKILL (nothing at the location; the restarted shim
+/// removes the dead run's temporary file).
+async fn large(instance: &str) {
+    if let Some(why) = skip() {
+        say(&format!("large checkpoint on {instance}: skipped: {why}"));
+        return;
+    }
+    let bed = Bed::up(instance);
+    let dirs = Dirs::new();
+    let shim = shim(&bed, &dirs, "").await;
+    let mut cri = cri(&shim.socket).await;
+    let pod = pod(&mut cri, &bed, "big-pod", "ckpt-test").await;
+    let (id, log) = container(&mut cri, &bed, &pod, "big", BIG, &[]).await;
+    wait_for("1 GiB dirtied", Duration::from_secs(60), || {
+        counts(&log).len() >= 2
+    })
+    .await;
+
+    let full = dirs.archives().join("full.tar");
+    let t = std::time::Instant::now();
+    checkpoint(&mut cri, &id, &full, 120)
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", shim.logs()));
+    say(&format!(
+        "{instance}: 1 GiB checkpoint through the shim {:?}, {} MiB, shim peak RSS {} MiB",
+        t.elapsed(),
+        std::fs::metadata(&full).unwrap().len() >> 20,
+        shim.peak_rss_kib() >> 10
+    ));
+    std::fs::remove_file(&full).unwrap();
+
+    let late = dirs.archives().join("late.tar");
+    let t = std::time::Instant::now();
+    let err = checkpoint(&mut cri, &id, &late, 1).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::DeadlineExceeded, "{err:?}");
+    say(&format!(
+        "{instance}: timeout 1 s answered after {:?}: {}",
+        t.elapsed(),
+        err.message()
+    ));
+    assert!(!late.exists());
+    assert_eq!(dot_files(&dirs.archives()), Vec::<String>::new());
+    let n = counts(&log).len();
+    wait_for(
+        "the counter going on after the abort",
+        Duration::from_secs(5),
+        || counts(&log).len() > n + 2,
+    )
+    .await;
+    assert_eq!(
+        state(&mut cri, &id).await,
+        ContainerState::ContainerRunning as i32
+    );
+
+    // SIGKILL mid-checkpoint.
+    let killed = dirs.archives().join("killed.tar");
+    let socket = shim.socket.clone();
+    let (id2, killed2) = (id.clone(), killed.clone());
+    let call = tokio::spawn(async move {
+        let mut c = bed::cri(&socket).await;
+        checkpoint(&mut c, &id2, &killed2, 120).await
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(shim.pid()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(call.await.unwrap().is_err());
+    // Whatever the runtime still does for the dead call, the location stays empty.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(!killed.exists());
+    drop(shim);
+    let shim = bed::shim(&bed, &dirs, "").await;
+    wait_for(
+        "the dead run's temporary file removed",
+        Duration::from_secs(5),
+        || dot_files(&dirs.archives()).is_empty(),
+    )
+    .await;
+    let mut cri = bed::cri(&shim.socket).await;
+    let n = counts(&log).len();
+    wait_for(
+        "the counter going on after the kill",
+        Duration::from_secs(10),
+        || counts(&log).len() > n + 2,
+    )
+    .await;
+    assert_eq!(
+        state(&mut cri, &id).await,
+        ContainerState::ContainerRunning as i32
+    );
+
+    // The node-admin command does what kubelet's endpoint does.
+    let out = dirs.archives().join("cli.tar");
+    let cli = std::process::Command::new(ckpt_shim_tests::shim::binary())
+        .args([
+            "checkpoint",
+            "ckpt-test/big-pod/big",
+            "--timeout",
+            "120",
+            "--config",
+        ])
+        .arg(&shim.config)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        cli.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    let printed = String::from_utf8_lossy(&cli.stdout);
+    assert!(printed.starts_with(&out.display().to_string()), "{printed}");
+    assert!(
+        printed.contains(&format!("sha256:{}", sha256_file(&out))),
+        "{printed}"
+    );
+    let verify = std::process::Command::new(ckpt_shim_tests::shim::binary())
+        .args(["audit", "verify", "--config"])
+        .arg(&shim.config)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+
+    remove_pod(&mut cri, &pod).await;
+    shim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn large_timeout_and_kill_on_containerd_1_6() {
+    large("1.6-ck").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn large_timeout_and_kill_on_containerd_2_1() {
+    large("2.1-ck").await;
+}
