@@ -198,6 +198,25 @@ fn list_checks_sidecar_digests() {
         format!(r#"{{"digest":"sha256:{}","size":{size}}}"#, "00".repeat(32)),
     )
     .unwrap();
+    // ckpt-shim's own sidecar spelling, and its mark of an archive it made itself.
+    let shim = dir.join("shim.tar");
+    archive(
+        &fixture(),
+        Engine::Containerd,
+        Packing::Plain,
+        &shim,
+        "shim",
+        "x",
+    );
+    let shim_size = std::fs::metadata(&shim).unwrap().len();
+    std::fs::write(
+        dir.join("shim.tar.json"),
+        format!(
+            r#"{{"sha256":"{}","size":{shim_size},"engine":"emulated","shim_version":"0.1.0"}}"#,
+            digest(&shim)
+        ),
+    )
+    .unwrap();
     let (ok, out, _) = cli(&["list", dir.to_str().unwrap(), "--format", "json"]);
     assert!(!ok, "a mismatch must fail the command");
     let rows: Vec<Value> = serde_json::from_str(&out).unwrap();
@@ -205,11 +224,16 @@ fn list_checks_sidecar_digests() {
     assert_eq!(by("good")["digest"], "ok");
     assert_eq!(by("bad")["digest"], "mismatch");
     assert_eq!(by("none")["digest"], "no sidecar");
+    assert_eq!(by("shim")["digest"], "ok");
+    let (ok, out, _) = cli(&["inspect", shim.to_str().unwrap(), "--format", "json"]);
+    assert!(ok);
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["container"]["engine"], "ckpt-shim");
     assert_eq!(by("good")["pod"], "web-0");
     assert_eq!(by("good")["namespace"], "shop");
     let (_, text, _) = cli(&["list", dir.to_str().unwrap()]);
     assert!(
-        text.lines().count() == 4 && text.contains("no sidecar"),
+        text.lines().count() == 5 && text.contains("no sidecar"),
         "{text}"
     );
     std::fs::remove_dir_all(&dir).unwrap();

@@ -1,5 +1,6 @@
 //! `ckpt-shim list [DIR...]`: one line per checkpoint archive, with whether its sha256
-//! matches the digest in its sidecar `<archive>.json` (`digest: "sha256:<hex>"`, `size`).
+//! matches the digest in its sidecar `<archive>.json` (`sha256: "<hex>"` as ckpt-shim
+//! writes it, or `digest: "sha256:<hex>"`, and `size`).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -78,11 +79,13 @@ fn sidecar_check(path: &Path, size: u64) -> String {
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(&text) else {
         return "bad sidecar".into();
     };
-    let Some(want) = v
-        .get("digest")
+    // ckpt-shim writes `sha256: "<hex>"`; `digest: "sha256:<hex>"` is the OCI spelling.
+    let want = v
+        .get("sha256")
         .and_then(|d| d.as_str())
-        .and_then(|d| d.strip_prefix("sha256:"))
-    else {
+        .or_else(|| v.get("digest").and_then(|d| d.as_str()))
+        .map(|d| d.strip_prefix("sha256:").unwrap_or(d).to_owned());
+    let Some(want) = want.filter(|w| w.len() == 64) else {
         return "bad sidecar".into();
     };
     if let Some(s) = v.get("size").and_then(|s| s.as_u64()) {
@@ -91,7 +94,7 @@ fn sidecar_check(path: &Path, size: u64) -> String {
         }
     }
     match sha256_file(path) {
-        Ok(got) if got.eq_ignore_ascii_case(want) => "ok".into(),
+        Ok(got) if got.eq_ignore_ascii_case(&want) => "ok".into(),
         Ok(_) => "mismatch".into(),
         Err(e) => format!("unreadable: {e}"),
     }

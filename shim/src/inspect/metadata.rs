@@ -68,8 +68,11 @@ pub fn container(cp: &Checkpoint) -> Container {
             .and_then(|s| s.get("annotations"))
             .and_then(Value::as_object)
             .is_some_and(|a| a.keys().any(|k| k.starts_with("io.ckpt-shim.")));
+    // ckpt-shim's sidecar says whether the shim made the archive itself ("emulated") or
+    // had the runtime's CRI make it ("native").
+    let sidecar_engine = sidecar(cp).and_then(|v| v.get("engine")?.as_str().map(str::to_owned));
     let engine = match manager.as_deref() {
-        _ if shim_marked => "ckpt-shim",
+        _ if shim_marked || sidecar_engine.as_deref() == Some("emulated") => "ckpt-shim",
         Some("cri-o") => "cri-o",
         Some("libpod") => "podman",
         _ if config.is_some() || spec.is_some() => "containerd",
@@ -110,6 +113,17 @@ pub fn container(cp: &Checkpoint) -> Container {
         created: str_at(config, &["createdTime", "created"]),
         checkpointed: str_at(config, &["checkpointedTime", "checkpointed"]),
     }
+}
+
+/// The archive's sidecar `<archive>.json`, if it has one and it is JSON.
+pub fn sidecar(cp: &Checkpoint) -> Option<Value> {
+    let mut name = cp.path.as_os_str().to_owned();
+    name.push(".json");
+    let bytes = std::fs::read(std::path::PathBuf::from(name)).ok()?;
+    if bytes.len() > 1 << 20 {
+        return None;
+    }
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// CRIU's version from the head of dump.log (`Version: 4.2.1 (gitid ...)`).
