@@ -1,5 +1,6 @@
-//! Compiles the vendored CRI and containerd schemas. protoc comes from the
-//! `protoc-bin-vendored` crate so a build needs nothing from the system beyond cargo.
+//! Compiles the vendored schemas: CRI (gRPC services), containerd (clients) and CRIU's
+//! image messages (messages only). protoc comes from the `protoc-bin-vendored` crate so a
+//! build needs nothing from the system beyond cargo.
 
 use std::path::Path;
 
@@ -34,5 +35,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(false)
         .build_client(true)
         .compile_protos(&files, &[containerd_root])?;
+
+    // CRIU's images are proto2 without a package; prost ignores the `[(criu).*]` field
+    // options (they only steer CRIU's own text decoder), but protoc needs opts.proto's
+    // import of google/protobuf/descriptor.proto, which protoc-bin-vendored ships.
+    let criu_dir = proto_root.join("criu");
+    let mut criu_protos = Vec::new();
+    for entry in std::fs::read_dir(&criu_dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "proto") {
+            criu_protos.push(path);
+        }
+    }
+    criu_protos.sort();
+    tonic_prost_build::configure()
+        .build_server(false)
+        .build_client(false)
+        .compile_protos(
+            &criu_protos,
+            &[criu_dir, protoc_bin_vendored::include_path()?],
+        )?;
     Ok(())
 }

@@ -52,3 +52,10 @@ pub mod containerd {
         }
     }
 }
+
+/// CRIU's image messages (CRIU 4.2.1 `images/*.proto`, vendored in proto/criu/). CRIU's
+/// schema has no protobuf package, so prost writes it to `_.rs`. Only `crate::criu` uses it.
+pub mod criu {
+    #![allow(clippy::all, clippy::pedantic, missing_docs)]
+    include!(concat!(env!("OUT_DIR"), "/_.rs"));
+}

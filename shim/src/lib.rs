@@ -10,13 +10,20 @@
 //! the runtime (`checkpoint::native`) or does it through containerd's API
 //! (`checkpoint::engine`, talking through `runtime`), writes the archive
 //! (`checkpoint::archive_writer`) and its sidecar, and records the attempt in `audit`.
+//!
+//! The forensic commands stand apart from the proxy: `inspect` (the commands) reads
+//! checkpoint archives through `archive` (tar, compression, member selection) and `criu`
+//! (CRIU image files).
 
 pub mod api;
+pub mod archive;
 pub mod audit;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
+pub mod criu;
 pub mod grpc;
+pub mod inspect;
 pub mod logging;
 pub mod owned;
 pub mod proxy;

@@ -53,6 +53,14 @@ enum Command {
     Serve(ConfigArgs),
     /// Check the configuration file and print the settings it results in
     CheckConfig(ConfigArgs),
+    /// Show what a checkpoint archive holds (container, processes, files, sockets, mounts)
+    Inspect(ckpt_shim::inspect::show::Args),
+    /// List checkpoint archives and check their digests against their sidecars
+    List(ckpt_shim::inspect::list::Args),
+    /// Search or summarise the memory of a checkpoint's processes
+    Memparse(ckpt_shim::inspect::memparse::Args),
+    /// What changed between two checkpoints of one container
+    Diff(ckpt_shim::inspect::diff::Args),
     /// Checkpoint a container through the shim's socket, as kubelet's endpoint would
     Checkpoint {
         /// NAMESPACE/POD/CONTAINER
@@ -194,6 +202,10 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Inspect(args) => ckpt_shim::inspect::show::run(args),
+        Command::List(args) => ckpt_shim::inspect::list::run(args),
+        Command::Memparse(args) => ckpt_shim::inspect::memparse::run(args),
+        Command::Diff(args) => ckpt_shim::inspect::diff::run(args),
     }
 }
 

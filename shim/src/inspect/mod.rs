@@ -1,0 +1,44 @@
+//! The forensic commands (`inspect`, `list`, `memparse`, `diff`): read checkpoint archives
+//! through `archive` and `criu`, never through the proxy. Each command is one file with the
+//! same shape: its clap arguments, then `run`, which returns the process exit code.
+
+pub mod diff;
+pub mod fuzz;
+pub mod list;
+pub mod memparse;
+pub mod metadata;
+pub mod render;
+pub mod report;
+pub mod show;
+pub mod tree;
+
+/// `tree` for people, `json` for programs (schema in docs/inspect-json.md).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    #[default]
+    Tree,
+    Json,
+}
+
+/// Lets `ckpt-shim inspect ... | head` end quietly: the default SIGPIPE action instead of
+/// Rust's ignore-and-panic-on-EPIPE. Only the one-shot commands call this, never `serve`.
+pub fn default_sigpipe() {
+    // SAFETY: setting a signal disposition to SIG_DFL has no memory-safety preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// Prints an error the way every command does and returns the failure code.
+pub(crate) fn fail(e: &anyhow::Error) -> std::process::ExitCode {
+    eprintln!("ckpt-shim: {e:#}");
+    std::process::ExitCode::FAILURE
+}
+
+pub(crate) fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, v)?;
+    writeln!(out)?;
+    Ok(())
+}

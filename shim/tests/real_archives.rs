@@ -1,0 +1,182 @@
+//! Real containerd 2.1 CRI checkpoints, made on the test bed by
+//! tests/fixtures/make_containerd_fixture.py (busybox: sh with two nc listeners, an nc
+//! client connected to one of them, sleeps feeding them, an open file in /tmp, a string in
+//! the shell's memory, a deleted /bin/wget), and a second checkpoint of the same container
+//! after it started one more listener and wrote one more file. Committed gzipped (about
+//! 90 KB each); the tests read both the gzip and the plain tar that containerd wrote.
+
+mod common;
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use common::{cli, tempdir};
+use serde_json::Value;
+
+fn fixture_gz() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/containerd-2.1-suspect.tar.gz")
+}
+
+fn plain_copy(dir: &std::path::Path) -> PathBuf {
+    let mut tar = Vec::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(fixture_gz()).unwrap())
+        .read_to_end(&mut tar)
+        .unwrap();
+    let p = dir.join("suspect.tar");
+    std::fs::write(&p, tar).unwrap();
+    p
+}
+
+#[test]
+fn containerd_2_1_checkpoint_holds_what_the_container_did() {
+    let dir = tempdir("ctrd21");
+    let plain = plain_copy(&dir);
+    for path in [plain.clone(), fixture_gz()] {
+        let p = path.to_str().unwrap();
+        let (ok, out, err) = cli(&["inspect", p, "--all", "--format", "json"]);
+        assert!(ok, "{err}");
+        let r: Value = serde_json::from_str(&out).unwrap();
+        let c = &r["container"];
+        assert_eq!(c["engine"], "containerd");
+        assert_eq!(c["name"], "suspect");
+        assert_eq!(c["pod"], "web-0");
+        assert_eq!(c["namespace"], "evidence");
+        assert_eq!(c["runtime"], "io.containerd.runc.v2");
+        assert!(c["checkpointed"].as_str().unwrap().starts_with("20"));
+        assert_eq!(r["criu"]["version"], "4.2.1");
+        assert!(r["sizes"]["rootfs_diff"].as_u64().unwrap() > 0);
+
+        let procs = r["processes"].as_array().unwrap();
+        let comms: Vec<&str> = procs.iter().map(|p| p["comm"].as_str().unwrap()).collect();
+        assert_eq!(comms, ["sh", "nc", "sleep", "nc", "sleep", "nc"]);
+        let sh = procs[0]["pid"].clone();
+        assert!(procs[1..].iter().all(|p| p["ppid"] == sh), "{procs:#?}");
+        assert_eq!(procs[0]["cmdline"][0], "sh");
+        assert!(procs[1]["environ"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e == "MARK=KNOWN-MARK-2718"));
+        for p in procs {
+            let files = p["files"].as_array().unwrap();
+            assert!(
+                files
+                    .iter()
+                    .any(|f| f["fd"] == 3 && f["path"] == "/tmp/evidence.txt"),
+                "{files:#?}"
+            );
+        }
+        let socks: Vec<&Value> = procs
+            .iter()
+            .flat_map(|p| p["sockets"].as_array().unwrap())
+            .collect();
+        assert!(
+            socks
+                .iter()
+                .any(|s| s["state"] == "LISTEN" && s["local"] == "[::]:8081"),
+            "{socks:#?}"
+        );
+        let est: Vec<&&Value> = socks
+            .iter()
+            .filter(|s| s["state"] == "ESTABLISHED")
+            .collect();
+        assert_eq!(est.len(), 2, "{socks:#?}");
+        assert!(est
+            .iter()
+            .any(|s| s["protocol"] == "tcp" && s["remote"] == "127.0.0.1:8080"));
+        assert!(est
+            .iter()
+            .any(|s| s["protocol"] == "tcp6" && s["local"] == "[::ffff:127.0.0.1]:8080"));
+
+        let mounts = r["mounts"].as_array().unwrap();
+        assert!(mounts
+            .iter()
+            .any(|m| m["mountpoint"] == "/" && m["fstype"] == "overlayfs"));
+        assert!(mounts
+            .iter()
+            .any(|m| m["mountpoint"] == "/proc" && m["fstype"] == "proc"));
+        assert!(mounts
+            .iter()
+            .any(|m| m["mountpoint"] == "/etc/hosts" && m["external"] == true));
+        assert!(r["stats"]["frozen_time_us"].as_u64().unwrap() > 0);
+
+        let (ok, out, err) = cli(&[
+            "memparse",
+            p,
+            "--pid",
+            &sh.to_string(),
+            "--search",
+            "MARK=KNOWN-MARK-2718",
+            "--format",
+            "json",
+        ]);
+        assert!(ok, "{err}");
+        let hits: Vec<Value> = serde_json::from_str(&out).unwrap();
+        // In the shell's heap, not only in its argv on the stack.
+        assert!(
+            hits.iter()
+                .any(|h| !h["address"].as_str().unwrap().starts_with("0x7ff")),
+            "{hits:#?}"
+        );
+    }
+    // The rootfs diff is a gzip layer with a whiteout for the deleted file.
+    let cp = ckpt_shim::archive::scan(
+        &plain,
+        ckpt_shim::archive::Want {
+            rootfs_listing: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let changes = cp.rootfs_diff.unwrap().changes.unwrap();
+    assert!(
+        changes
+            .iter()
+            .any(|c| c.path == "/tmp/evidence.txt" && c.kind == "file" && c.size == 9),
+        "{changes:#?}"
+    );
+    assert!(
+        changes
+            .iter()
+            .any(|c| c.path == "/bin/wget" && c.kind == "deleted"),
+        "{changes:#?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn diff_of_two_real_checkpoints_of_one_container() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let a = dir.join("containerd-2.1-suspect.tar.gz");
+    let b = dir.join("containerd-2.1-suspect-2.tar.gz");
+    let (ok, out, err) = cli(&[
+        "diff",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert!(ok, "{err}");
+    let d: Value = serde_json::from_str(&out).unwrap();
+    assert!(d["warning"].is_null(), "{d:#}");
+    let added = d["processes"]["added"].as_array().unwrap();
+    assert_eq!(added.len(), 1, "{d:#}");
+    assert_eq!(added[0]["comm"], "nc");
+    assert_eq!(d["processes"]["removed"].as_array().unwrap().len(), 0);
+    let socks = d["sockets"]["added"].as_array().unwrap();
+    assert_eq!(socks.len(), 1);
+    assert!(
+        socks[0]
+            .as_str()
+            .unwrap()
+            .ends_with("tcp6 LISTEN [::]:9090"),
+        "{socks:?}"
+    );
+    assert_eq!(
+        d["rootfs"]["added"],
+        serde_json::json!(["file /tmp/added.txt 6"])
+    );
+    assert!(d["memory_total"][1].as_u64() > d["memory_total"][0].as_u64());
+    let (ok, text, _) = cli(&["diff", a.to_str().unwrap(), b.to_str().unwrap()]);
+    assert!(ok && text.contains("+ file /tmp/added.txt 6"), "{text}");
+}
