@@ -123,6 +123,38 @@ async fn scenario(instance: &str, engine: &str) {
         sidecar["criu_version"].as_str().unwrap().starts_with("4."),
         "{sidecar}"
     );
+    // The forensic reader understands what the checkpoint wrote.
+    let out = std::process::Command::new(ckpt_shim_tests::shim::binary())
+        .args(["inspect", "--all", "--format", "json"])
+        .arg(&location)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "inspect: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["container"]["name"], "counter", "{report}");
+    assert_eq!(report["container"]["namespace"], "ckpt-test");
+    let expected_engine = if engine == "emulated" {
+        "ckpt-shim"
+    } else {
+        "containerd"
+    };
+    assert_eq!(report["container"]["engine"], expected_engine);
+    let processes = report["processes"].as_array().expect("process tree");
+    let init = processes
+        .iter()
+        .find(|p| p["ppid"] == 0)
+        .unwrap_or_else(|| panic!("no root process in {processes:?}"));
+    assert_eq!(init["comm"], "sh", "{init}");
+    assert!(
+        init["cmdline"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|w| w == "sh")),
+        "cmdline read from the memory pages: {init}"
+    );
     let leftovers: Vec<_> = std::fs::read_dir(dirs.archives())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

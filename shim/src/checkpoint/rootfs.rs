@@ -63,6 +63,10 @@ fn walk(
         if ft.is_socket() {
             continue; // a tar cannot hold one; runtimes recreate them
         }
+        if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
+            append_special(tar, &meta, &name)?;
+            continue;
+        }
         tar.append_path_with_name(&path, &name)?;
         if ft.is_dir() {
             if is_opaque(&path) {
@@ -72,6 +76,32 @@ fn walk(
         }
     }
     Ok(())
+}
+
+/// FIFOs and device nodes as header-only entries (the tar crate's own path for them fails
+/// on a FIFO: it leaves the entry's path unset).
+fn append_special(
+    tar: &mut tar::Builder<BufWriter<File>>,
+    meta: &std::fs::Metadata,
+    name: &Path,
+) -> io::Result<()> {
+    let ft = meta.file_type();
+    let mut header = tar::Header::new_gnu();
+    header.set_metadata_in_mode(meta, tar::HeaderMode::Complete);
+    header.set_size(0);
+    header.set_entry_type(if ft.is_fifo() {
+        tar::EntryType::Fifo
+    } else if ft.is_char_device() {
+        tar::EntryType::Char
+    } else {
+        tar::EntryType::Block
+    });
+    if !ft.is_fifo() {
+        let rdev = meta.rdev();
+        header.set_device_major(libc::major(rdev))?;
+        header.set_device_minor(libc::minor(rdev))?;
+    }
+    tar.append_data(&mut header, name, io::empty())
 }
 
 fn is_opaque(dir: &Path) -> bool {
@@ -127,5 +157,26 @@ mod tests {
             upperdir("overlay", &["lowerdir=/a".into(), "upperdir=/u".into()]),
             Some(PathBuf::from("/u"))
         );
+    }
+
+    #[test]
+    fn special_files_and_absolute_links_are_kept() {
+        let dir = std::env::temp_dir().join(format!("ckpt-rootfs-special-{}", std::process::id()));
+        let upper = dir.join("upper");
+        std::fs::create_dir_all(upper.join("tmp")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", upper.join("tmp/abs")).unwrap();
+        let fifo = CString::new(upper.join("tmp/fifo").as_os_str().as_bytes()).unwrap();
+        // SAFETY: valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let out = dir.join("diff.tar");
+        write_diff(&upper, &out).unwrap();
+        let mut names: Vec<String> = tar::Archive::new(File::open(&out).unwrap())
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["tmp", "tmp/abs", "tmp/fifo"]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
