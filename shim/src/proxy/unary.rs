@@ -82,7 +82,15 @@ pub async fn call(
     *request.uri_mut() = head.uri.clone();
     *request.headers_mut() = head.headers.clone();
     let request = super::absolute_uri(request);
-    let response = upstream.send(request).await?;
+    collect(upstream.send(request).await?).await
+}
+
+/// Reads a whole answer: status line, body and trailers.
+async fn collect<B>(response: Response<B>) -> Result<UnaryAnswer, Status>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::fmt::Display,
+{
     let (parts, body) = response.into_parts();
     let collected = body
         .collect()
@@ -108,17 +116,6 @@ impl Proxy {
         *request.uri_mut() = head.uri.clone();
         *request.version_mut() = head.version;
         *request.headers_mut() = head.headers.clone();
-        let response = self.forward(request, ViolationSlot::default()).await;
-        let (parts, body) = response.into_parts();
-        let collected = body
-            .collect()
-            .await
-            .map_err(|e| Status::unavailable(format!("the runtime's answer broke off: {e}")))?;
-        let trailers = collected.trailers().cloned();
-        Ok(UnaryAnswer {
-            parts,
-            body: collected.to_bytes(),
-            trailers,
-        })
+        collect(self.forward(request, ViolationSlot::default()).await).await
     }
 }
