@@ -27,7 +27,7 @@ async fn expect_unavailable_fast(client: &mut RuntimeServiceClient<tonic::transp
         err.message()
     );
     assert!(
-        started.elapsed() < Duration::from_secs(1),
+        started.elapsed() < Duration::from_secs(3),
         "UNAVAILABLE must come at once, not at the 30 s deadline: {:?}",
         started.elapsed()
     );
@@ -83,5 +83,5 @@ async fn a_call_in_flight_when_the_runtime_dies_gets_unavailable() {
     fake.stop().await;
     let err = call.await.unwrap().unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
-    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(started.elapsed() < Duration::from_secs(5));
 }
