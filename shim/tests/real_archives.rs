@@ -4,6 +4,10 @@
 //! the shell's memory, a deleted /bin/wget), and a second checkpoint of the same container
 //! after it started one more listener and wrote one more file. Committed gzipped (about
 //! 90 KB each); the tests read both the gzip and the plain tar that containerd wrote.
+//!
+//! The same workload checkpointed by ckpt-shim itself on containerd 1.6 (which has no CRI
+//! checkpoint: the shim builds the archive through containerd's task API) is held to the
+//! same expectations: `shim-1.6-suspect*.tar.gz`, with the shim's sidecar.
 
 mod common;
 
@@ -13,13 +17,15 @@ use std::path::PathBuf;
 use common::{cli, tempdir};
 use serde_json::Value;
 
-fn fixture_gz() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/containerd-2.1-suspect.tar.gz")
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
-fn plain_copy(dir: &std::path::Path) -> PathBuf {
+fn plain_copy(gz: &std::path::Path, dir: &std::path::Path) -> PathBuf {
     let mut tar = Vec::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(fixture_gz()).unwrap())
+    flate2::read::GzDecoder::new(std::fs::File::open(gz).unwrap())
         .read_to_end(&mut tar)
         .unwrap();
     let p = dir.join("suspect.tar");
@@ -29,15 +35,41 @@ fn plain_copy(dir: &std::path::Path) -> PathBuf {
 
 #[test]
 fn containerd_2_1_checkpoint_holds_what_the_container_did() {
-    let dir = tempdir("ctrd21");
-    let plain = plain_copy(&dir);
-    for path in [plain.clone(), fixture_gz()] {
+    suspect_holds_what_the_container_did("containerd-2.1-suspect.tar.gz", None);
+}
+
+#[test]
+fn shim_checkpoint_on_containerd_1_6_holds_what_the_container_did() {
+    suspect_holds_what_the_container_did(
+        "shim-1.6-suspect.tar.gz",
+        Some("shim-1.6-suspect.sidecar.json"),
+    );
+}
+
+/// `sidecar`: the shim's `<archive>.json`, put beside the plain copy; with it the archive
+/// must be recognised as the shim's and `list` must find the digest matching.
+fn suspect_holds_what_the_container_did(gz: &str, sidecar: Option<&str>) {
+    let dir = tempdir(gz);
+    let gz = fixture(gz);
+    let plain = plain_copy(&gz, &dir);
+    if let Some(sidecar) = sidecar {
+        std::fs::copy(fixture(sidecar), dir.join("suspect.tar.json")).unwrap();
+        let (ok, out, err) = cli(&["list", dir.to_str().unwrap()]);
+        assert!(ok, "{err}");
+        assert!(out.contains(" ok "), "{out}");
+    }
+    for path in [plain.clone(), gz.clone()] {
         let p = path.to_str().unwrap();
         let (ok, out, err) = cli(&["inspect", p, "--all", "--format", "json"]);
         assert!(ok, "{err}");
         let r: Value = serde_json::from_str(&out).unwrap();
         let c = &r["container"];
-        assert_eq!(c["engine"], "containerd");
+        let engine = if sidecar.is_some() && path == plain {
+            "ckpt-shim"
+        } else {
+            "containerd"
+        };
+        assert_eq!(c["engine"], engine);
         assert_eq!(c["name"], "suspect");
         assert_eq!(c["pod"], "web-0");
         assert_eq!(c["namespace"], "evidence");
@@ -119,7 +151,8 @@ fn containerd_2_1_checkpoint_holds_what_the_container_did() {
             "{hits:#?}"
         );
     }
-    // The rootfs diff is a gzip layer with a whiteout for the deleted file.
+    // The rootfs diff (containerd: a gzip layer with a whiteout; the shim: a plain tar plus
+    // deleted.files) shows the written file and the deleted one.
     let cp = ckpt_shim::archive::scan(
         &plain,
         ckpt_shim::archive::Want {
@@ -128,6 +161,7 @@ fn containerd_2_1_checkpoint_holds_what_the_container_did() {
         },
     )
     .unwrap();
+    let deleted = cp.deleted_files.clone().unwrap_or_default();
     let changes = cp.rootfs_diff.unwrap().changes.unwrap();
     assert!(
         changes
@@ -138,17 +172,26 @@ fn containerd_2_1_checkpoint_holds_what_the_container_did() {
     assert!(
         changes
             .iter()
-            .any(|c| c.path == "/bin/wget" && c.kind == "deleted"),
-        "{changes:#?}"
+            .any(|c| c.path == "/bin/wget" && c.kind == "deleted")
+            || deleted.iter().any(|d| d == "/bin/wget"),
+        "{changes:#?} {deleted:?}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn diff_of_two_real_checkpoints_of_one_container() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let a = dir.join("containerd-2.1-suspect.tar.gz");
-    let b = dir.join("containerd-2.1-suspect-2.tar.gz");
+    diff_of_two_checkpoints("containerd-2.1-suspect");
+}
+
+#[test]
+fn diff_of_two_shim_checkpoints_of_one_container() {
+    diff_of_two_checkpoints("shim-1.6-suspect");
+}
+
+fn diff_of_two_checkpoints(stem: &str) {
+    let a = fixture(&format!("{stem}.tar.gz"));
+    let b = fixture(&format!("{stem}-2.tar.gz"));
     let (ok, out, err) = cli(&[
         "diff",
         a.to_str().unwrap(),
