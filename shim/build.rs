@@ -10,6 +10,7 @@ const CONTAINERD: &[&str] = &[
     "api/services/containers/v1/containers.proto",
     "api/services/tasks/v1/tasks.proto",
     "api/services/snapshots/v1/snapshots.proto",
+    "api/services/images/v1/images.proto",
     "api/types/runc/options/oci.proto",
 ];
 

@@ -426,3 +426,93 @@ async fn large_timeout_and_kill_on_containerd_1_6() {
 async fn large_timeout_and_kill_on_containerd_2_1() {
     large("2.1-ck").await;
 }
+
+/// The counter's value, read inside the container.
+async fn exec_count(cri: &mut Cri, id: &str) -> u64 {
+    let out = cri
+        .exec_sync(ckpt_shim::api::cri::ExecSyncRequest {
+            container_id: id.into(),
+            cmd: vec!["cat".into(), "/tmp/count".into()],
+            timeout: 10,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+/// Across engines: an archive the shim made on containerd 1.6 (which has no CRI checkpoint)
+/// is restored by containerd 2.1's own CRI restore (CreateContainer naming the archive),
+/// and the process goes on counting from where it was instead of starting again.
+#[tokio::test]
+async fn shim_archive_from_1_6_restores_on_containerd_2_1() {
+    if let Some(why) = skip() {
+        say(&format!("round trip 1.6 -> 2.1: skipped: {why}"));
+        return;
+    }
+    let node_a = Bed::up("1.6-rt");
+    let dirs = Dirs::new();
+    let shim = shim(&node_a, &dirs, "").await;
+    let mut a = cri(&shim.socket).await;
+    let pod_a = pod(&mut a, &node_a, "counter-pod", "ckpt-test").await;
+    let (id, log) = container(&mut a, &node_a, &pod_a, "counter", COUNTER, &[]).await;
+    wait_for("the counter reaching 30", Duration::from_secs(30), || {
+        counts(&log).last().is_some_and(|n| *n >= 30)
+    })
+    .await;
+    let archive = dirs.archives().join("roundtrip.tar");
+    // A lower bound: the checkpoint holds a value at least this high.
+    let at_checkpoint = exec_count(&mut a, &id).await;
+    checkpoint(&mut a, &id, &archive, 60)
+        .await
+        .unwrap_or_else(|e| panic!("checkpoint on 1.6: {e:?}\n{}", shim.logs()));
+    remove_pod(&mut a, &pod_a).await;
+
+    let node_b = Bed::up("2.1-rt");
+    let mut b = cri(&node_b.socket).await;
+    let pod_b = pod(&mut b, &node_b, "restored-pod", "ckpt-test").await;
+    let restored = b
+        .create_container(ckpt_shim::api::cri::CreateContainerRequest {
+            pod_sandbox_id: pod_b.id.clone(),
+            config: Some(ckpt_shim::api::cri::ContainerConfig {
+                metadata: Some(ckpt_shim::api::cri::ContainerMetadata {
+                    name: "counter".into(),
+                    attempt: 0,
+                }),
+                image: Some(ckpt_shim::api::cri::ImageSpec {
+                    image: archive.display().to_string(),
+                    ..Default::default()
+                }),
+                log_path: "counter.log".into(),
+                ..Default::default()
+            }),
+            sandbox_config: Some(pod_b.config.clone()),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("containerd 2.1 CreateContainer from the shim's archive: {e:?}"))
+        .into_inner()
+        .container_id;
+    b.start_container(ckpt_shim::api::cri::StartContainerRequest {
+        container_id: restored.clone(),
+    })
+    .await
+    .unwrap_or_else(|e| panic!("containerd 2.1 StartContainer of the restore: {e:?}"));
+    let first = exec_count(&mut b, &restored).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let later = exec_count(&mut b, &restored).await;
+    say(&format!(
+        "round trip: counter {at_checkpoint} at the checkpoint on 1.6, {first} then {later} after restore on 2.1"
+    ));
+    assert!(
+        first >= at_checkpoint,
+        "restored process starts from {first}, checkpointed at {at_checkpoint}: a fresh start, not a restore"
+    );
+    assert!(
+        later > first,
+        "the restored counter goes on ({first} -> {later})"
+    );
+    remove_pod(&mut b, &pod_b).await;
+}

@@ -71,6 +71,7 @@ struct Detected {
 pub struct Checkpointer {
     pub settings: CheckpointSettings,
     pub(crate) cri: CriClient,
+    pub(crate) images: crate::runtime::ImageClient,
     pub(crate) containerd: Containerd,
     /// The shim's own connection for pass-through checkpoints, so one survives its caller.
     pub(crate) upstream: Upstream,
@@ -99,6 +100,7 @@ impl Checkpointer {
             });
         let cx = Arc::new(Checkpointer {
             cri: crate::runtime::cri(&config.runtime_endpoint),
+            images: crate::runtime::images(&config.runtime_endpoint),
             containerd,
             upstream: Upstream::new(config.runtime_endpoint.clone(), config.connect_timeout),
             busy: Mutex::default(),
@@ -391,10 +393,60 @@ impl Checkpointer {
                 .as_ref()
                 .map(|i| i.image.clone())
                 .unwrap_or_default(),
-            image_ref: status.image_ref.clone(),
+            image_ref: self.pullable_ref(&status).await,
             status,
             annotations_spec,
         })
+    }
+
+    /// The base image as NAME@DIGEST, which is what a restore on another node can pull
+    /// (containerd 2.x's restore pulls `rootfsImageRef`). containerd 1.6/1.7 report the
+    /// local image id (a bare config digest) as the container's image_ref; the image's repo
+    /// digests give the pullable form. Falls back to the image id when there is none.
+    async fn pullable_ref(&self, status: &crate::api::cri::ContainerStatus) -> String {
+        let id = status.image_ref.clone();
+        if id.contains('@') {
+            return id;
+        }
+        let name = status
+            .image
+            .as_ref()
+            .map(|i| i.image.as_str())
+            .unwrap_or("");
+        let answer = self
+            .images
+            .clone()
+            .image_status(crate::api::cri::ImageStatusRequest {
+                image: Some(crate::api::cri::ImageSpec {
+                    image: id.clone(),
+                    ..Default::default()
+                }),
+                verbose: false,
+            })
+            .await;
+        let digests = match answer {
+            Ok(a) => a
+                .into_inner()
+                .image
+                .map(|i| i.repo_digests)
+                .unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(image = %id, error = %e, "ImageStatus failed; recording the image id");
+                return id;
+            }
+        };
+        if let Some(d) = pick_repo_digest(name, &digests) {
+            return d;
+        }
+        // An image imported rather than pulled has no repo digest in CRI; containerd's own
+        // record of the name still says which manifest it is.
+        let repo = repository(name);
+        match self.containerd.image_digest(name).await {
+            Ok(digest) if !repo.is_empty() && !name.starts_with("sha256:") => {
+                format!("{repo}@{digest}")
+            }
+            _ => id,
+        }
     }
 
     /// Marks the container busy until the guard drops; ABORTED if it already is.
@@ -434,4 +486,51 @@ impl Drop for Busy<'_> {
 /// A runtime error as the shim's status: its code kept, its message with context.
 pub(crate) fn runtime_error(e: tonic::Status, context: &str) -> Status {
     Status::new(e.code(), format!("{context}: {}", e.message()))
+}
+
+/// The repo digest whose repository is the image's (name without tag or digest), else the
+/// first one.
+fn pick_repo_digest(image: &str, digests: &[String]) -> Option<String> {
+    let repo = repository(image);
+    digests
+        .iter()
+        .find(|d| d.split('@').next() == Some(repo))
+        .or_else(|| digests.first())
+        .cloned()
+}
+
+/// An image name without its tag or digest.
+fn repository(image: &str) -> &str {
+    let repo = image.split('@').next().unwrap_or(image);
+    // A tag follows the last ':' only when no '/' comes after it (a registry port does not).
+    match repo.rfind(':') {
+        Some(i) if !repo[i..].contains('/') => &repo[..i],
+        _ => repo,
+    }
+}
+
+#[cfg(test)]
+mod repo_digest_tests {
+    use super::pick_repo_digest;
+
+    #[test]
+    fn the_image_repository_is_preferred() {
+        let d = vec![
+            "other.io/x@sha256:1".to_string(),
+            "localhost:5000/ckpt-shim/busybox@sha256:2".to_string(),
+        ];
+        assert_eq!(
+            pick_repo_digest("localhost:5000/ckpt-shim/busybox:latest", &d).as_deref(),
+            Some("localhost:5000/ckpt-shim/busybox@sha256:2")
+        );
+        assert_eq!(
+            pick_repo_digest("localhost:5000/ckpt-shim/busybox", &d).as_deref(),
+            Some("localhost:5000/ckpt-shim/busybox@sha256:2")
+        );
+        assert_eq!(
+            pick_repo_digest("nope:1", &d).as_deref(),
+            Some("other.io/x@sha256:1")
+        );
+        assert_eq!(pick_repo_digest("nope", &[]), None);
+    }
 }

@@ -8,6 +8,7 @@ use tonic::transport::Channel;
 
 use crate::api::containerd::runc::v1::{CheckpointOptions, CHECKPOINT_OPTIONS_TYPE_URL};
 use crate::api::containerd::services::containers::v1 as containers;
+use crate::api::containerd::services::images::v1 as images;
 use crate::api::containerd::services::snapshots::v1 as snapshots;
 use crate::api::containerd::services::tasks::v1 as tasks;
 use crate::api::containerd::services::version::v1 as version;
@@ -54,6 +55,21 @@ impl Containerd {
     pub async fn version(&self) -> Result<String, tonic::Status> {
         let mut client = version::version_client::VersionClient::new(self.channel.clone());
         Ok(client.version(self.request(())).await?.into_inner().version)
+    }
+
+    /// The digest an image name points at (its manifest or index), as a registry serves it.
+    pub async fn image_digest(&self, name: &str) -> Result<String, tonic::Status> {
+        let mut client = images::images_client::ImagesClient::new(self.channel.clone());
+        let answer = client
+            .get(self.request(images::GetImageRequest { name: name.into() }))
+            .await?;
+        answer
+            .into_inner()
+            .image
+            .and_then(|i| i.target)
+            .map(|t| t.digest)
+            .filter(|d| !d.is_empty())
+            .ok_or_else(|| tonic::Status::not_found(format!("containerd has no image {name}")))
     }
 
     pub async fn container(&self, id: &str) -> Result<Container, tonic::Status> {

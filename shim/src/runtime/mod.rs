@@ -10,9 +10,11 @@ use hyper_util::rt::TokioIo;
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::api::cri::image_service_client::ImageServiceClient;
 use crate::api::cri::runtime_service_client::RuntimeServiceClient;
 
 pub type CriClient = RuntimeServiceClient<Channel>;
+pub type ImageClient = ImageServiceClient<Channel>;
 
 /// A channel to a unix socket that dials on first use and again after the runtime restarts.
 pub fn channel(socket: &Path) -> Channel {
@@ -29,4 +31,9 @@ pub fn channel(socket: &Path) -> Channel {
 pub fn cri(socket: &Path) -> CriClient {
     // Verbose ContainerStatus answers carry the whole OCI spec: allow kubelet's limit.
     RuntimeServiceClient::new(channel(socket)).max_decoding_message_size(16 << 20)
+}
+
+/// A CRI image client for the shim's own calls (the repo digest of a checkpoint's base image).
+pub fn images(socket: &Path) -> ImageClient {
+    ImageServiceClient::new(channel(socket)).max_decoding_message_size(16 << 20)
 }
