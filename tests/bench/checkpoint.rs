@@ -1,0 +1,103 @@
+//! Checkpoint benchmark on the real test bed (root): a container holding 256 MiB of
+//! dirtied memory, checkpointed
+//!   - on containerd 1.6 through the shim (full archive, digest, sidecar, audit) versus
+//!     containerd's raw task checkpoint of the same container (CRIU images only);
+//!   - on containerd 2.1 through the shim versus 2.1's own CRI CheckpointContainer.
+//! Runs alternate; medians and ratios are printed with the shim's peak RSS. Run with
+//!
+//!     cargo build --release -p ckpt-shim && cargo bench -p ckpt-shim-tests --bench checkpoint
+
+#[path = "../checkpoint/bed.rs"]
+#[allow(dead_code)]
+mod bed;
+
+use std::time::{Duration, Instant};
+
+use bed::*;
+use ckpt_shim::api::containerd::runc::v1::CheckpointOptions;
+use ckpt_shim::runtime::containerd::Containerd;
+
+const MIB: u32 = 256;
+const ROUNDS: usize = 5;
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn main() {
+    if let Some(why) = skip() {
+        println!("checkpoint benchmark skipped: {why}");
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        println!("checkpoint of a container holding {MIB} MiB of dirtied memory, median of {ROUNDS}, shim {}", ckpt_shim_tests::shim::binary().display());
+        bench("1.6", "raw task checkpoint (CRIU images only)").await;
+        bench("2.1", "containerd's own CRI CheckpointContainer").await;
+    });
+}
+
+async fn bench(version: &str, baseline: &str) {
+    let bed = Bed::up(&format!("{version}-bench"));
+    let dirs = Dirs::new();
+    let shim = shim(&bed, &dirs, "").await;
+    let mut via_shim = cri(&shim.socket).await;
+    let mut direct = cri(&bed.socket).await;
+    let pod = pod(&mut via_shim, &bed, "bench-pod", "bench").await;
+    let script = format!(
+        "x=$(dd if=/dev/zero bs=1M count={MIB} 2>/dev/null | tr '\\0' x); echo ready; i=0; while true; do i=$((i+1)); echo $i; sleep 0.1; done"
+    );
+    let (id, log) = container(&mut via_shim, &bed, &pod, "big", &script, &[]).await;
+    wait_for("memory dirtied", Duration::from_secs(120), || {
+        counts(&log).len() >= 2
+    })
+    .await;
+    let containerd = Containerd::new(&bed.socket, "k8s.io").unwrap();
+
+    let (mut shim_times, mut base_times) = (Vec::new(), Vec::new());
+    let mut archive_size = 0;
+    for round in 0..ROUNDS {
+        let location = dirs.archives().join(format!("shim-{round}.tar"));
+        let t = Instant::now();
+        checkpoint(&mut via_shim, &id, &location, 300)
+            .await
+            .unwrap();
+        shim_times.push(t.elapsed());
+        archive_size = std::fs::metadata(&location).unwrap().len();
+        let _ = std::fs::remove_file(&location);
+        let _ = std::fs::remove_file(format!("{}.json", location.display()));
+
+        let t = Instant::now();
+        if version == "1.6" {
+            let images = dirs.root.path().join(format!("raw-{round}"));
+            let work = dirs.root.path().join(format!("raw-work-{round}"));
+            let options = CheckpointOptions {
+                exit: false,
+                image_path: images.display().to_string(),
+                work_path: work.display().to_string(),
+                ..Default::default()
+            };
+            containerd.checkpoint(&id, options).await.unwrap();
+            base_times.push(t.elapsed());
+            let _ = std::fs::remove_dir_all(&images);
+            let _ = std::fs::remove_dir_all(&work);
+        } else {
+            let location = dirs.archives().join(format!("native-{round}.tar"));
+            checkpoint(&mut direct, &id, &location, 300).await.unwrap();
+            base_times.push(t.elapsed());
+            let _ = std::fs::remove_file(&location);
+        }
+    }
+    let (s, b) = (median(shim_times), median(base_times));
+    println!(
+        "containerd {version}: through the shim {s:.3?} (archive {} MiB) | {baseline} {b:.3?} | ratio {:.2}x | shim peak RSS {} MiB",
+        archive_size >> 20,
+        s.as_secs_f64() / b.as_secs_f64(),
+        shim.peak_rss_kib() >> 10
+    );
+    remove_pod(&mut via_shim, &pod).await;
+}
