@@ -3,6 +3,7 @@
 //!   - on containerd 1.6 through the shim (full archive, digest, sidecar, audit) versus
 //!     containerd's raw task checkpoint of the same container (CRIU images only);
 //!   - on containerd 2.1 through the shim versus 2.1's own CRI CheckpointContainer.
+//!
 //! Runs alternate; medians and ratios are printed with the shim's peak RSS. Run with
 //!
 //!     cargo build --release -p ckpt-shim && cargo bench -p ckpt-shim-tests --bench checkpoint
