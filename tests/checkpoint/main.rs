@@ -376,6 +376,20 @@ async fn large(instance: &str) {
         ContainerState::ContainerRunning as i32
     );
 
+    // containerd 2.x goes on with the dead call's checkpoint on its own and stages it in a
+    // directory per container that a second checkpoint would share: wait for it to finish
+    // (a restarted shim cannot know about the runtime's orphaned work).
+    let staging = Path::new(bed.var("CONTAINERD_ROOT"))
+        .join("io.containerd.grpc.v1.cri/containers")
+        .join(&id)
+        .join("ctrd-checkpoint");
+    wait_for(
+        "containerd's orphaned checkpoint to finish",
+        Duration::from_secs(120),
+        || !staging.exists(),
+    )
+    .await;
+
     // The node-admin command does what kubelet's endpoint does.
     let out = dirs.archives().join("cli.tar");
     let cli = std::process::Command::new(ckpt_shim_tests::shim::binary())
