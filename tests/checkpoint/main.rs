@@ -392,19 +392,30 @@ async fn large(instance: &str) {
 
     // The node-admin command does what kubelet's endpoint does.
     let out = dirs.archives().join("cli.tar");
-    let cli = std::process::Command::new(ckpt_shim_tests::shim::binary())
-        .args([
-            "checkpoint",
-            "ckpt-test/big-pod/big",
-            "--timeout",
-            "120",
-            "--config",
-        ])
-        .arg(&shim.config)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let run_cli = || {
+        std::process::Command::new(ckpt_shim_tests::shim::binary())
+            .args([
+                "checkpoint",
+                "ckpt-test/big-pod/big",
+                "--timeout",
+                "120",
+                "--config",
+            ])
+            .arg(&shim.config)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+    let mut cli = run_cli();
+    // Known containerd 2.x race (see the closing note of the checkpoint issue): its own
+    // clean-up of the aborted checkpoints above can still be removing files from the staging
+    // directory the next checkpoint uses. Once more after it has settled.
+    if !cli.status.success() && String::from_utf8_lossy(&cli.stderr).contains("ctrd-checkpoint") {
+        say("containerd's staging directory was still being cleaned up; trying once more");
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        cli = run_cli();
+    }
     assert!(
         cli.status.success(),
         "{}",
