@@ -32,6 +32,57 @@ pub struct Config {
     pub log_level: String,
     pub log_format: LogFormat,
     pub checkpoint: CheckpointSettings,
+    pub restore: RestoreSettings,
+}
+
+/// How a container whose image is a checkpoint is restored, and what may be restored
+/// (`[restore]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestoreSettings {
+    pub mode: RestoreMode,
+    /// Directories a checkpoint archive named as an image may come from.
+    pub allowed_dirs: Vec<PathBuf>,
+    /// Where checkpoints are unpacked for the runc wrapper (root only).
+    pub staging_dir: PathBuf,
+    /// Restore into a pod of another namespace than the checkpointed one.
+    pub allow_cross_namespace: bool,
+    /// Honour the checkpoint-restore-operator's sandbox annotation
+    /// `restore.criu.org/checkpoint-path.<container>`.
+    pub operator_annotations: bool,
+    /// An archive without a sidecar (`<archive>.json`) is refused.
+    pub require_sidecar: bool,
+    /// Seconds `runc restore` may take before the wrapper kills it.
+    pub watchdog_seconds: u64,
+    /// The largest single archive member, and the most an archive may unpack to.
+    pub max_member_bytes: u64,
+    pub max_archive_bytes: u64,
+    /// The file name containerd's `BinaryName` must have for wrapper restores.
+    pub wrapper_binary: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreMode {
+    /// The runtime's own restore where it has one (containerd 2.1-2.3), the wrapper elsewhere.
+    Auto,
+    Native,
+    Wrapper,
+}
+
+impl Default for RestoreSettings {
+    fn default() -> Self {
+        RestoreSettings {
+            mode: RestoreMode::Auto,
+            allowed_dirs: vec![PathBuf::from("/var/lib/kubelet/checkpoints")],
+            staging_dir: PathBuf::from("/var/lib/ckpt-shim/restore"),
+            allow_cross_namespace: false,
+            operator_annotations: false,
+            require_sidecar: false,
+            watchdog_seconds: 60,
+            max_member_bytes: 64 << 30,
+            max_archive_bytes: 256 << 30,
+            wrapper_binary: "ckpt-shim-runc".into(),
+        }
+    }
 }
 
 /// How CheckpointContainer is done and what it may do (`[checkpoint]`).
@@ -114,6 +165,7 @@ impl Default for Config {
             log_level: "info".into(),
             log_format: LogFormat::Auto,
             checkpoint: CheckpointSettings::default(),
+            restore: RestoreSettings::default(),
         }
     }
 }
@@ -154,6 +206,23 @@ struct File {
     log: LogSection,
     #[serde(default)]
     checkpoint: CheckpointSection,
+    #[serde(default)]
+    restore: RestoreSection,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RestoreSection {
+    mode: Option<Spanned<String>>,
+    allowed_dirs: Option<Spanned<Vec<String>>>,
+    staging_dir: Option<Spanned<String>>,
+    allow_cross_namespace: Option<bool>,
+    operator_annotations: Option<bool>,
+    require_sidecar: Option<bool>,
+    watchdog_seconds: Option<Spanned<u64>>,
+    max_member_bytes: Option<Spanned<u64>>,
+    max_archive_bytes: Option<Spanned<u64>>,
+    wrapper_binary: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -296,6 +365,7 @@ impl Config {
         }
 
         self.checkpoint.apply(parsed.checkpoint, &at)?;
+        self.restore.apply(parsed.restore, &at)?;
 
         let log = parsed.log;
         if let Some(v) = log.level {
@@ -401,6 +471,94 @@ impl CheckpointSettings {
                 }
             }
             self.allowed_criu_options = v.into_inner();
+        }
+        Ok(())
+    }
+}
+
+impl RestoreSettings {
+    fn apply(
+        &mut self,
+        section: RestoreSection,
+        at: &dyn Fn(Range<usize>, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        if let Some(v) = section.mode {
+            self.mode = match v.get_ref().as_str() {
+                "auto" => RestoreMode::Auto,
+                "native" => RestoreMode::Native,
+                "wrapper" => RestoreMode::Wrapper,
+                other => {
+                    return Err(at(
+                        v.span(),
+                        format!("restore mode {other:?} must be auto, native or wrapper"),
+                    ))
+                }
+            };
+        }
+        if let Some(v) = section.allowed_dirs {
+            let mut dirs = Vec::new();
+            for d in v.get_ref() {
+                if !d.starts_with('/') {
+                    return Err(at(
+                        v.span(),
+                        format!("allowed_dirs entry {d:?} is not absolute"),
+                    ));
+                }
+                dirs.push(PathBuf::from(d));
+            }
+            self.allowed_dirs = dirs;
+        }
+        if let Some(v) = section.staging_dir {
+            if !v.get_ref().starts_with('/') {
+                return Err(at(v.span(), "staging_dir must be an absolute path".into()));
+            }
+            self.staging_dir = PathBuf::from(v.into_inner());
+        }
+        if let Some(v) = section.allow_cross_namespace {
+            self.allow_cross_namespace = v;
+        }
+        if let Some(v) = section.operator_annotations {
+            self.operator_annotations = v;
+        }
+        if let Some(v) = section.require_sidecar {
+            self.require_sidecar = v;
+        }
+        if let Some(v) = section.watchdog_seconds {
+            if !(1..=3600).contains(v.get_ref()) {
+                return Err(at(
+                    v.span(),
+                    "watchdog_seconds must be between 1 and 3600".into(),
+                ));
+            }
+            self.watchdog_seconds = v.into_inner();
+        }
+        for (value, slot, key) in [
+            (
+                section.max_member_bytes,
+                &mut self.max_member_bytes,
+                "max_member_bytes",
+            ),
+            (
+                section.max_archive_bytes,
+                &mut self.max_archive_bytes,
+                "max_archive_bytes",
+            ),
+        ] {
+            if let Some(v) = value {
+                if *v.get_ref() == 0 {
+                    return Err(at(v.span(), format!("{key} must be above 0")));
+                }
+                *slot = v.into_inner();
+            }
+        }
+        if let Some(v) = section.wrapper_binary {
+            if v.get_ref().is_empty() || v.get_ref().contains('/') {
+                return Err(at(
+                    v.span(),
+                    "wrapper_binary is a file name (no directory), e.g. \"ckpt-shim-runc\"".into(),
+                ));
+            }
+            self.wrapper_binary = v.into_inner();
         }
         Ok(())
     }

@@ -11,6 +11,11 @@
 //! (`checkpoint::engine`, talking through `runtime`), writes the archive
 //! (`checkpoint::archive_writer`) and its sidecar, and records the attempt in `audit`.
 //!
+//! CreateContainer, StartContainer and RemoveContainer of a container whose image is a
+//! checkpoint go from `owned` to `restore`, which checks and stages the checkpoint and has
+//! the runtime restore it, natively or through the runc wrapper (`restore::wrapper`, the
+//! `ckpt-shim-runc` program).
+//!
 //! The forensic commands stand apart from the proxy: `inspect` (the commands) reads
 //! checkpoint archives through `archive` (tar, compression, member selection) and `criu`
 //! (CRIU image files).
@@ -27,6 +32,7 @@ pub mod inspect;
 pub mod logging;
 pub mod owned;
 pub mod proxy;
+pub mod restore;
 pub mod runtime;
 pub mod server;
 pub mod systemd;

@@ -21,6 +21,8 @@ use crate::checkpoint::archive_writer::hex;
 #[derive(Debug, Clone, Default)]
 pub struct Record {
     pub time: String,
+    /// "checkpoint" or "restore".
+    pub action: &'static str,
     pub caller_pid: i32,
     pub caller_uid: u32,
     pub container_id: String,
@@ -45,6 +47,7 @@ impl Record {
             m.insert(k.into(), Value::String(v.into()));
         };
         s("time", &self.time);
+        s("action", self.action);
         s("container_id", &self.container_id);
         s("container", &self.container);
         s("pod", &self.pod);

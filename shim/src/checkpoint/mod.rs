@@ -77,7 +77,7 @@ pub struct Checkpointer {
     pub(crate) upstream: Upstream,
     busy: Mutex<HashSet<String>>,
     detected: tokio::sync::Mutex<Option<Detected>>,
-    audit: Option<AuditLog>,
+    audit: Option<Arc<AuditLog>>,
 }
 
 /// One request, owned, so the work can run to its end (or its own timeout) in a task of
@@ -105,7 +105,10 @@ impl Checkpointer {
             upstream: Upstream::new(config.runtime_endpoint.clone(), config.connect_timeout),
             busy: Mutex::default(),
             detected: tokio::sync::Mutex::new(None),
-            audit: settings.audit_log.clone().map(AuditLog::new),
+            audit: settings
+                .audit_log
+                .clone()
+                .map(|p| Arc::new(AuditLog::new(p))),
             settings,
         });
         // Leftovers only; the capability is detected on the first checkpoint, so a shim
@@ -176,6 +179,11 @@ impl Checkpointer {
         Ok((native, runtime))
     }
 
+    /// The audit log, shared with restores so both extend one chain.
+    pub fn audit(&self) -> Option<Arc<AuditLog>> {
+        self.audit.clone()
+    }
+
     fn forced(&self) -> Option<bool> {
         match self.settings.mode {
             CheckpointMode::Auto => None,
@@ -212,6 +220,7 @@ impl Checkpointer {
         let start = Instant::now();
         let mut record = Record {
             time: crate::timefmt::rfc3339(SystemTime::now()),
+            action: "checkpoint",
             caller_pid: job.caller.pid,
             caller_uid: job.caller.uid,
             container_id: job.request.container_id.clone(),

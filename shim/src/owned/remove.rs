@@ -1,10 +1,20 @@
-//! RemoveContainer: where a restored container's staged checkpoint is cleaned up.
-//! For now the request is inspected and relayed as it came.
+//! RemoveContainer: a restored container's staged checkpoint goes with it.
 
 use super::{Call, Decision};
 use crate::api::cri::RemoveContainerRequest;
+use crate::grpc::Code;
 
 pub async fn decide(call: &Call<'_>, request: RemoveContainerRequest) -> Decision {
-    tracing::debug!(container = %request.container_id, uid = call.caller.uid, "RemoveContainer");
-    Decision::Forward
+    let restorer = call.proxy.restorer();
+    if !restorer.is_restore(&request.container_id) {
+        return Decision::Forward;
+    }
+    let answer = match call.send(call.original).await {
+        Ok(a) => a,
+        Err(status) => return Decision::Answer(status),
+    };
+    if matches!(answer.status().0, Code::Ok | Code::NotFound) {
+        restorer.removed(&request.container_id);
+    }
+    Decision::Relay(Box::new(answer))
 }

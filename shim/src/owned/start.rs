@@ -1,10 +1,39 @@
-//! StartContainer: where a restored container's process state comes back.
-//! For now the request is inspected and relayed as it came.
+//! StartContainer: where a restored container's process state comes back (the runc
+//! wrapper restores it while containerd creates the task). The shim confirms the restore
+//! really happened and audits it; other containers' starts go on untouched.
+
+use std::time::Instant;
 
 use super::{Call, Decision};
 use crate::api::cri::StartContainerRequest;
+use crate::grpc::Code;
 
 pub async fn decide(call: &Call<'_>, request: StartContainerRequest) -> Decision {
-    tracing::debug!(container = %request.container_id, uid = call.caller.uid, "StartContainer");
-    Decision::Forward
+    let restorer = call.proxy.restorer();
+    let id = request.container_id;
+    if !restorer.is_restore(&id) {
+        return Decision::Forward;
+    }
+    let started = Instant::now();
+    let answer = match call.send(call.original).await {
+        Ok(a) => a,
+        Err(status) => {
+            let status = restorer
+                .started(&id, Err(status), started)
+                .await
+                .err()
+                .unwrap_or_else(|| crate::grpc::Status::internal("StartContainer failed"));
+            return Decision::Answer(status);
+        }
+    };
+    let (code, message) = answer.status();
+    let result = if code == Code::Ok {
+        Ok(())
+    } else {
+        Err(crate::grpc::Status::new(code, message))
+    };
+    match restorer.started(&id, result, started).await {
+        Ok(()) => Decision::Relay(Box::new(answer)),
+        Err(status) => Decision::Answer(status),
+    }
 }

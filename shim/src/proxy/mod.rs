@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::grpc::body::{CallLog, Direction, ViolationSlot};
 use crate::grpc::GrpcBody;
 use crate::owned;
+use crate::restore::Restorer;
 use crate::server::peer::Caller;
 use router::Route;
 use upstream::Upstream;
@@ -25,20 +26,29 @@ pub struct Proxy {
     upstream: Upstream,
     max_message_bytes: usize,
     checkpointer: Arc<Checkpointer>,
+    restorer: Arc<Restorer>,
 }
 
 impl Proxy {
     pub fn new(config: &Config) -> Self {
+        let checkpointer = Checkpointer::start(config);
+        let restorer = Restorer::start(config, checkpointer.audit());
         Proxy {
             upstream: Upstream::new(config.runtime_endpoint.clone(), config.connect_timeout),
             max_message_bytes: config.max_message_bytes,
-            checkpointer: Checkpointer::start(config),
+            checkpointer,
+            restorer,
         }
     }
 
     /// The checkpoint engine CheckpointContainer is handed to.
     pub fn checkpointer(&self) -> &Arc<Checkpointer> {
         &self.checkpointer
+    }
+
+    /// Where CreateContainer/StartContainer/RemoveContainer of checkpoints go.
+    pub fn restorer(&self) -> &Arc<Restorer> {
+        &self.restorer
     }
 
     pub fn max_message_bytes(&self) -> usize {

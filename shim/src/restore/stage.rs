@@ -1,0 +1,302 @@
+//! Unpacking a checkpoint archive into a staging directory, checking every member before
+//! its bytes are written: safe names only, files and directories only, bounded sizes, the
+//! JSON members parsed, `checkpoint/` flat, the archive hashed on the way so its digest can
+//! be compared with its sidecar or image. Anything wrong is an error naming the member; the
+//! caller removes the directory.
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufReader, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::plan::IMAGES_DIR;
+use crate::archive::{members, source, Compression, MAX_LOADED_MEMBER};
+
+/// Bounds on what an archive may make the shim write.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_member_bytes: u64,
+    pub max_total_bytes: u64,
+}
+
+/// `config.dump` as every engine writes it (checkpointctl's field names).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigDump {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub rootfs_image: String,
+    #[serde(default)]
+    pub rootfs_image_ref: String,
+    #[serde(default)]
+    pub rootfs_image_name: String,
+    #[serde(default)]
+    pub runtime: String,
+}
+
+/// What a staged checkpoint is.
+#[derive(Debug, Clone)]
+pub struct Staged {
+    pub sha256: String,
+    pub size: u64,
+    pub config: ConfigDump,
+    pub spec: serde_json::Value,
+    pub has_status: bool,
+    pub rootfs: Option<super::rootfs::Summary>,
+    /// Members a restore does not use (volumes/, devshm-checkpoint.tar...).
+    pub skipped: Vec<String>,
+}
+
+impl Staged {
+    fn annotation(&self, keys: &[&str]) -> String {
+        let a = &self.spec["annotations"];
+        keys.iter()
+            .find_map(|k| a[*k].as_str())
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// The pod namespace the checkpointed container ran in (containerd's or CRI-O's key).
+    pub fn namespace(&self) -> String {
+        self.annotation(&[
+            "io.kubernetes.cri.sandbox-namespace",
+            "io.kubernetes.pod.namespace",
+        ])
+    }
+
+    pub fn container_name(&self) -> String {
+        self.annotation(&[
+            "io.kubernetes.cri.container-name",
+            "io.kubernetes.container.name",
+        ])
+    }
+
+    pub fn pod_name(&self) -> String {
+        self.annotation(&["io.kubernetes.cri.sandbox-name", "io.kubernetes.pod.name"])
+    }
+
+    /// The base image to create the container from: a pullable NAME@DIGEST or name, else
+    /// the image id.
+    pub fn base_image(&self) -> String {
+        let c = &self.config;
+        [&c.rootfs_image_name, &c.rootfs_image, &c.rootfs_image_ref]
+            .into_iter()
+            .find(|s| !s.is_empty())
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Bind-mount destinations of the checkpointed container that the runtime did not
+    /// provide itself: a restore needs the same paths mounted.
+    pub fn bind_mounts(&self) -> Vec<String> {
+        const RUNTIME_OWNED: &[&str] = &[
+            "/etc/hosts",
+            "/etc/hostname",
+            "/etc/resolv.conf",
+            "/dev/shm",
+            "/dev/termination-log",
+        ];
+        let Some(mounts) = self.spec["mounts"].as_array() else {
+            return Vec::new();
+        };
+        mounts
+            .iter()
+            .filter(|m| {
+                m["type"].as_str() == Some("bind")
+                    || m["options"].as_array().is_some_and(|o| {
+                        o.iter()
+                            .any(|x| x.as_str() == Some("rbind") || x.as_str() == Some("bind"))
+                    })
+            })
+            .filter_map(|m| m["destination"].as_str())
+            .filter(|d| !RUNTIME_OWNED.contains(d))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// Hashes the archive's bytes as the decoder pulls them from the file.
+struct Hashing {
+    file: File,
+    state: Arc<Mutex<(Sha256, u64)>>,
+}
+
+impl Read for Hashing {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read(buf)?;
+        if let Ok(mut s) = self.state.lock() {
+            s.0.update(&buf[..n]);
+            s.1 += n as u64;
+        }
+        Ok(n)
+    }
+}
+
+/// Unpacks `archive` into `dest` (an existing, empty, private directory).
+pub fn stage(archive: &Path, dest: &Path, limits: &Limits) -> Result<Staged, String> {
+    let shown = archive.display();
+    let mut file = File::open(archive).map_err(|e| format!("{shown}: {e}"))?;
+    let compression = source::sniff(&mut file).map_err(|e| format!("{shown}: {e}"))?;
+    // A dup shares the file offset: after the tar ends, it reads the trailing padding the
+    // decoder left, so the digest covers the whole file.
+    let rest = file.try_clone().map_err(|e| format!("{shown}: {e}"))?;
+    let state = Arc::new(Mutex::new((Sha256::new(), 0u64)));
+    let hashing = Hashing {
+        file,
+        state: state.clone(),
+    };
+    let reader: Box<dyn Read> = match compression {
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
+            1 << 16,
+            hashing,
+        ))),
+        Compression::Zstd => Box::new(
+            source::ZstdFrames::new(BufReader::with_capacity(1 << 16, hashing))
+                .map_err(|e| format!("{shown}: {e}"))?,
+        ),
+        _ => Box::new(hashing),
+    };
+    let mut staged = unpack(reader, dest, limits).map_err(|e| format!("{shown}: {e}"))?;
+    let mut rest = Hashing {
+        file: rest,
+        state: state.clone(),
+    };
+    io::copy(&mut rest, &mut io::sink()).map_err(|e| format!("{shown}: {e}"))?;
+    let (hasher, size) = std::mem::take(&mut *state.lock().map_err(|_| "hash state poisoned")?);
+    staged.sha256 = format!("{:x}", hasher.finalize());
+    staged.size = size;
+    if let Some(diff) = Some(dest.join("rootfs-diff.tar")).filter(|p| p.exists()) {
+        staged.rootfs = Some(super::rootfs::check(&diff, limits.max_member_bytes)?);
+    }
+    Ok(staged)
+}
+
+/// Files a restore uses, at the archive's top level.
+const TOP_LEVEL: &[&str] = &[
+    "config.dump",
+    "spec.dump",
+    "status.dump",
+    "deleted.files",
+    "rootfs-diff.tar",
+    "bind.mounts",
+    "network.status",
+    "dump.log",
+    "stats-dump",
+];
+/// Members parsed as JSON before a restore goes on.
+const JSON: &[&str] = &["config.dump", "spec.dump", "status.dump", "deleted.files"];
+
+fn unpack(reader: impl Read, dest: &Path, limits: &Limits) -> Result<Staged, String> {
+    let mut archive = tar::Archive::new(reader);
+    let mut seen = HashSet::new();
+    let mut skipped = Vec::new();
+    let mut total = 0u64;
+    std::fs::create_dir(dest.join(IMAGES_DIR)).map_err(|e| format!("staging: {e}"))?;
+    for (index, entry) in archive.entries().map_err(|e| e.to_string())?.enumerate() {
+        let mut entry = entry.map_err(|e| format!("bad tar entry after member {index}: {e}"))?;
+        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let name = members::normalise(&raw).map_err(|e| e.to_string())?;
+        let kind = entry.header().entry_type();
+        if kind.is_dir() {
+            if name.starts_with(&format!("{IMAGES_DIR}/")) {
+                return Err(format!("member {raw:?}: checkpoint/ holds no directories"));
+            }
+            continue;
+        }
+        if !(kind.is_file() || kind == tar::EntryType::Continuous) {
+            return Err(format!(
+                "member {raw:?} is a {kind:?}: checkpoint archives hold only files and directories"
+            ));
+        }
+        let size = entry.size();
+        if size > limits.max_member_bytes {
+            return Err(format!(
+                "member {name:?} is {size} bytes, above the limit of {} (restore.max_member_bytes)",
+                limits.max_member_bytes
+            ));
+        }
+        total = total.saturating_add(size);
+        if total > limits.max_total_bytes {
+            return Err(format!(
+                "the archive unpacks to more than {} bytes (restore.max_archive_bytes)",
+                limits.max_total_bytes
+            ));
+        }
+        let wanted = TOP_LEVEL.contains(&name.as_str())
+            || name
+                .strip_prefix(&format!("{IMAGES_DIR}/"))
+                .is_some_and(|b| !b.is_empty() && !b.contains('/'));
+        if !wanted {
+            skipped.push(name);
+            continue;
+        }
+        if JSON.contains(&name.as_str()) && size > MAX_LOADED_MEMBER {
+            return Err(format!(
+                "member {name:?} is {size} bytes; JSON members are at most {MAX_LOADED_MEMBER}"
+            ));
+        }
+        if !seen.insert(name.clone()) {
+            return Err(format!("member {name:?} appears twice"));
+        }
+        let mut out = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(dest.join(&name))
+            .map_err(|e| format!("staging {name}: {e}"))?;
+        let copied = crate::archive::pages::copy_big(&mut entry, &mut out)
+            .map_err(|e| format!("member {name:?}: {e}"))?;
+        if copied != size {
+            return Err(format!(
+                "member {name:?} is truncated: {copied} of {size} bytes"
+            ));
+        }
+        out.flush().map_err(|e| format!("staging {name}: {e}"))?;
+    }
+    for required in ["config.dump", "spec.dump", "checkpoint/inventory.img"] {
+        if !seen.contains(required) {
+            return Err(format!("not a checkpoint archive: it has no {required}"));
+        }
+    }
+    let read_json = |name: &str| -> Result<Option<serde_json::Value>, String> {
+        if !seen.contains(name) {
+            return Ok(None);
+        }
+        let bytes = std::fs::read(dest.join(name)).map_err(|e| format!("{name}: {e}"))?;
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| format!("member {name:?} is not valid JSON: {e}"))
+    };
+    let config: ConfigDump = serde_json::from_value(read_json("config.dump")?.unwrap_or_default())
+        .map_err(|e| format!("member \"config.dump\": {e}"))?;
+    let spec = read_json("spec.dump")?.unwrap_or_default();
+    if !spec.is_object() {
+        return Err("member \"spec.dump\" is not a JSON object".into());
+    }
+    if let Some(status) = read_json("status.dump")? {
+        if !status.is_object() {
+            return Err("member \"status.dump\" is not a JSON object".into());
+        }
+    }
+    if seen.contains("deleted.files") {
+        let bytes = std::fs::read(dest.join("deleted.files")).map_err(|e| e.to_string())?;
+        super::rootfs::deleted_files(&bytes)?;
+    }
+    Ok(Staged {
+        sha256: String::new(),
+        size: 0,
+        config,
+        spec,
+        has_status: seen.contains("status.dump"),
+        rootfs: None,
+        skipped,
+    })
+}
