@@ -37,8 +37,14 @@ pub struct Bed {
 
 impl Bed {
     pub fn up(instance: &str) -> Bed {
+        Self::up_with(instance, &[])
+    }
+
+    /// An instance started with extra testbed settings (CKPT_TESTBED_* variables).
+    pub fn up_with(instance: &str, vars: &[(&str, &str)]) -> Bed {
         let out = Command::new(script())
             .args(["up", instance])
+            .envs(vars.iter().copied())
             .output()
             .unwrap();
         assert!(

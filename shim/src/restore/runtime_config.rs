@@ -58,8 +58,10 @@ pub fn check(config: &Value, handler: &str, wrapper_binary: &str) -> Result<(), 
             "containerd's runtime {name:?} does not run the restore wrapper: set its options BinaryName = \"/usr/local/bin/{wrapper_binary}\" (now {binary:?})"
         ));
     }
-    let annotations: Vec<&str> = runtime["container_annotations"]
-        .as_array()
+    // The JSON key follows the Go field where the struct has no json tag.
+    let annotations: Vec<&str> = ["container_annotations", "ContainerAnnotations", "containerAnnotations"]
+        .iter()
+        .find_map(|k| runtime[*k].as_array())
         .map(|a| a.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
     if !passes(&annotations, ANNOTATION) {

@@ -1,0 +1,242 @@
+//! Restore through the shim on the real test bed: a container whose image is a checkpoint
+//! archive comes back with its process state, on containerd 1.6 and 1.7 (which have no
+//! restore: the shim's runc wrapper does it) and 2.1 (its own restore, with the shim's
+//! checks around it). Then every way a restore must be refused. Root only; skipped with a
+//! printed reason otherwise.
+
+#[path = "../checkpoint/bed.rs"]
+mod bed;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bed::*;
+use ckpt_shim::api::cri::*;
+use tonic::Code;
+
+const COUNTER: &str = "echo kept > /kept.txt; rm -f /bin/pidof; i=0; while true; do i=$((i+1)); echo $i; echo $i > /tmp/count; sleep 0.1; done";
+
+/// The wrapper next to the shim binary the tests run.
+fn wrapper() -> PathBuf {
+    ckpt_shim_tests::shim::binary().with_file_name("ckpt-shim-runc")
+}
+
+fn restore_section(dirs: &Dirs, extra: &str) -> String {
+    format!(
+        "[restore]\nallowed_dirs = [\"{}\"]\nstaging_dir = \"{}\"\n{extra}\n",
+        dirs.archives().display(),
+        dirs.root.path().join("restore").display()
+    )
+}
+
+fn staged(dirs: &Dirs) -> Vec<String> {
+    std::fs::read_dir(dirs.root.path().join("restore"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn request(pod: &Pod, name: &str, image: &str) -> CreateContainerRequest {
+    CreateContainerRequest {
+        pod_sandbox_id: pod.id.clone(),
+        config: Some(ContainerConfig {
+            metadata: Some(ContainerMetadata {
+                name: name.into(),
+                attempt: 0,
+            }),
+            image: Some(ImageSpec {
+                image: image.into(),
+                ..Default::default()
+            }),
+            log_path: format!("{name}.log"),
+            linux: Some(LinuxContainerConfig {
+                security_context: Some(LinuxContainerSecurityContext::default()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        sandbox_config: Some(pod.config.clone()),
+    }
+}
+
+async fn exec(cri: &mut Cri, id: &str, cmd: &[&str]) -> (i32, String) {
+    let out = cri
+        .exec_sync(ExecSyncRequest {
+            container_id: id.into(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            timeout: 10,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("ExecSync {cmd:?}: {e:?}"))
+        .into_inner();
+    (
+        out.exit_code,
+        String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+    )
+}
+
+async fn count(cri: &mut Cri, id: &str) -> u64 {
+    exec(cri, id, &["cat", "/tmp/count"])
+        .await
+        .1
+        .parse()
+        .unwrap_or(0)
+}
+
+async fn containers_in(cri: &mut Cri, pod: &Pod) -> usize {
+    cri.list_containers(ListContainersRequest {
+        filter: Some(ContainerFilter {
+            pod_sandbox_id: pod.id.clone(),
+            ..Default::default()
+        }),
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .containers
+    .len()
+}
+
+/// Runs a counter, checkpoints it through the shim and removes its pod; returns the
+/// archive and the counter's value at the checkpoint (a lower bound).
+async fn checkpointed(cri: &mut Cri, bed: &Bed, dirs: &Dirs, shim: &ckpt_shim_tests::shim::Shim, name: &str) -> (PathBuf, u64) {
+    let pod_a = pod(cri, bed, "counter-pod", "ckpt-test").await;
+    let (id, log) = container(cri, bed, &pod_a, "counter", COUNTER, &[]).await;
+    wait_for("the counter reaching 20", Duration::from_secs(30), || {
+        counts(&log).last().is_some_and(|n| *n >= 20)
+    })
+    .await;
+    let archive = dirs.archives().join(name);
+    let at = count(cri, &id).await;
+    checkpoint(cri, &id, &archive, 60)
+        .await
+        .unwrap_or_else(|e| panic!("checkpoint: {e:?}\n{}", shim.logs()));
+    remove_pod(cri, &pod_a).await;
+    (archive, at)
+}
+
+/// Checkpoint, then restore into a new pod through the shim; the process goes on.
+async fn round_trip(instance: &str, native: bool) {
+    if let Some(why) = skip() {
+        say(&format!("restore on {instance}: skipped: {why}"));
+        return;
+    }
+    let w = wrapper();
+    let bed = Bed::up_with(
+        instance,
+        &[("CKPT_TESTBED_RUNC_WRAPPER", w.to_str().unwrap())],
+    );
+    let dirs = Dirs::new();
+    let shim = shim(&bed, &dirs, &restore_section(&dirs, "")).await;
+    let mut cri = cri(&shim.socket).await;
+    let (archive, at) = checkpointed(&mut cri, &bed, &dirs, &shim, "counter.tar").await;
+
+    let pod_b = pod(&mut cri, &bed, "restored-pod", "ckpt-test").await;
+    let t = std::time::Instant::now();
+    let id = cri
+        .create_container(request(&pod_b, "counter", &archive.display().to_string()))
+        .await
+        .unwrap_or_else(|e| panic!("CreateContainer of the archive: {e:?}\n{}", shim.logs()))
+        .into_inner()
+        .container_id;
+    let created = t.elapsed();
+    cri.start_container(StartContainerRequest {
+        container_id: id.clone(),
+    })
+    .await
+    .unwrap_or_else(|e| panic!("StartContainer of the restore: {e:?}\n{}", shim.logs()));
+    say(&format!(
+        "{instance}: restore through the shim: CreateContainer {created:?}, both {:?}",
+        t.elapsed()
+    ));
+    assert_eq!(state(&mut cri, &id).await, ContainerState::ContainerRunning as i32);
+    let first = count(&mut cri, &id).await;
+    let log = pod_b.log_dir.join("counter.log");
+    wait_for("the restored counter's output in the new log", Duration::from_secs(10), || {
+        !counts(&log).is_empty()
+    })
+    .await;
+    let logged = counts(&log);
+    say(&format!(
+        "{instance}: counter {at} at the checkpoint; {first} after restore; new log starts at {}",
+        logged[0]
+    ));
+    assert!(first >= at, "restored at {first} < {at}: a fresh start, not a restore");
+    assert!(logged[0] > at.min(2), "the new log continues the count: {logged:?}");
+    // Files: written before the checkpoint are there, deleted ones are gone.
+    assert_eq!(exec(&mut cri, &id, &["cat", "/kept.txt"]).await, (0, "kept".into()));
+    assert_eq!(exec(&mut cri, &id, &["test", "-e", "/bin/pidof"]).await.0, 1);
+    // containerd restarts: the container stays RUNNING and keeps counting.
+    let out = std::process::Command::new(script())
+        .args(["restart", &bed.instance])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_for("the runtime after restart", Duration::from_secs(20), || {
+        bed.socket.exists()
+    })
+    .await;
+    let mut direct = bed::cri(&bed.socket).await;
+    let mut running = false;
+    for _ in 0..100 {
+        if let Ok(s) = direct
+            .container_status(ContainerStatusRequest {
+                container_id: id.clone(),
+                verbose: false,
+            })
+            .await
+        {
+            running = s.into_inner().status.unwrap().state == ContainerState::ContainerRunning as i32;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(running, "RUNNING after a containerd restart");
+    let later = count(&mut cri, &id).await;
+    assert!(later > first, "still counting after the restart ({first} -> {later})");
+
+    if !native {
+        assert_eq!(staged(&dirs).len(), 1, "one staged checkpoint while the container lives");
+    }
+    cri.stop_container(StopContainerRequest {
+        container_id: id.clone(),
+        timeout: 5,
+    })
+    .await
+    .unwrap();
+    cri.remove_container(RemoveContainerRequest {
+        container_id: id.clone(),
+    })
+    .await
+    .unwrap();
+    assert!(staged(&dirs).is_empty(), "RemoveContainer removes the staged checkpoint: {:?}", staged(&dirs));
+    remove_pod(&mut cri, &pod_b).await;
+
+    let audit = std::fs::read_to_string(dirs.audit()).unwrap();
+    let last: serde_json::Value = serde_json::from_str(audit.lines().last().unwrap()).unwrap();
+    assert_eq!(last["action"], "restore");
+    assert_eq!(last["result"], "succeeded", "{last}");
+    assert_eq!(last["container_id"], id);
+    assert_eq!(last["engine"], if native { "native" } else { "wrapper" });
+    assert_eq!(last["size"], std::fs::metadata(&archive).unwrap().len());
+    assert!(last["sha256"].as_str().unwrap().len() == 64);
+}
+
+#[tokio::test]
+async fn checkpoint_and_restore_on_containerd_1_6() {
+    round_trip("1.6-rs", false).await;
+}
+
+#[tokio::test]
+async fn checkpoint_and_restore_on_containerd_1_7() {
+    round_trip("1.7-rs", false).await;
+}
+
+#[tokio::test]
+async fn checkpoint_and_restore_on_containerd_2_1() {
+    round_trip("2.1-rs", true).await;
+}
+
