@@ -271,14 +271,16 @@ impl Restorer {
         self.check_namespace(&staged, &sandbox)?;
         check_mounts(&staged, request)?;
 
-        let native = self.native(&staged).await?;
+        let native = self.native(&staged, &sandbox.handler).await?;
         record.engine = if native { "native" } else { "wrapper" }.into();
         if native {
             // The runtime unpacks the archive itself; the staged copy only served the checks.
             drop(guard);
             return Ok((None, Vec::new()));
         }
-        self.wrapper_ready(&sandbox.handler).await?;
+        if self.settings.mode == RestoreMode::Wrapper {
+            self.wrapper_ready(&sandbox.handler).await?;
+        }
         let base = staged.base_image();
         if base.is_empty() {
             return Err(Status::invalid_argument(
@@ -438,12 +440,19 @@ impl Restorer {
         Ok(())
     }
 
-    /// Whether the runtime restores this checkpoint itself.
-    async fn native(&self, staged: &stage::Staged) -> Result<bool, Status> {
+    /// Whether the runtime restores this checkpoint itself. `auto` takes the wrapper when
+    /// containerd runs it (every version, every archive layout), else the runtime's own
+    /// restore where it has one: containerd 2.1 cannot restore even its own archives when
+    /// it would have to look its base image up by id (it tries to pull the id).
+    async fn native(&self, staged: &stage::Staged, handler: &str) -> Result<bool, Status> {
         match self.settings.mode {
             RestoreMode::Wrapper => Ok(false),
             RestoreMode::Native => Ok(true),
             RestoreMode::Auto => {
+                let wrapper = self.wrapper_ready(handler).await;
+                if wrapper.is_ok() {
+                    return Ok(false);
+                }
                 let v = self
                     .cri
                     .clone()
@@ -451,7 +460,15 @@ impl Restorer {
                     .await
                     .map_err(|e| runtime_error(e, "the runtime's Version failed"))?
                     .into_inner();
-                Ok(restores_natively(&v.runtime_name, &v.runtime_version) && staged.has_status)
+                // containerd ignores deleted.files: such an archive would get its deleted
+                // files back.
+                if restores_natively(&v.runtime_name, &v.runtime_version)
+                    && staged.has_status
+                    && !staged.has_deleted_files
+                {
+                    return Ok(true);
+                }
+                wrapper.map(|()| false)
             }
         }
     }

@@ -59,11 +59,15 @@ pub fn check(config: &Value, handler: &str, wrapper_binary: &str) -> Result<(), 
         ));
     }
     // The JSON key follows the Go field where the struct has no json tag.
-    let annotations: Vec<&str> = ["container_annotations", "ContainerAnnotations", "containerAnnotations"]
-        .iter()
-        .find_map(|k| runtime[*k].as_array())
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
+    let annotations: Vec<&str> = [
+        "container_annotations",
+        "ContainerAnnotations",
+        "containerAnnotations",
+    ]
+    .iter()
+    .find_map(|k| runtime[*k].as_array())
+    .map(|a| a.iter().filter_map(Value::as_str).collect())
+    .unwrap_or_default();
     if !passes(&annotations, ANNOTATION) {
         return Err(format!(
             "containerd's runtime {name:?} drops the restore annotation: add \"{ANNOTATION}\" to its container_annotations (now {annotations:?})"

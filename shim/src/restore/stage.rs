@@ -50,6 +50,8 @@ pub struct Staged {
     pub config: ConfigDump,
     pub spec: serde_json::Value,
     pub has_status: bool,
+    /// A non-empty `deleted.files` (CRI-O's and the shim's layout).
+    pub has_deleted_files: bool,
     pub rootfs: Option<super::rootfs::Summary>,
     /// Members a restore does not use (volumes/, devshm-checkpoint.tar...).
     pub skipped: Vec<String>,
@@ -286,9 +288,10 @@ fn unpack(reader: impl Read, dest: &Path, limits: &Limits) -> Result<Staged, Str
             return Err("member \"status.dump\" is not a JSON object".into());
         }
     }
+    let mut has_deleted_files = false;
     if seen.contains("deleted.files") {
         let bytes = std::fs::read(dest.join("deleted.files")).map_err(|e| e.to_string())?;
-        super::rootfs::deleted_files(&bytes)?;
+        has_deleted_files = !super::rootfs::deleted_files(&bytes)?.is_empty();
     }
     Ok(Staged {
         sha256: String::new(),
@@ -296,6 +299,7 @@ fn unpack(reader: impl Read, dest: &Path, limits: &Limits) -> Result<Staged, Str
         config,
         spec,
         has_status: seen.contains("status.dump"),
+        has_deleted_files,
         rootfs: None,
         skipped,
     })
