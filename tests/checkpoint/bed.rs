@@ -36,6 +36,7 @@ pub struct Bed {
 }
 
 impl Bed {
+    #[allow(dead_code)] // the restore tests start every instance with settings
     pub fn up(instance: &str) -> Bed {
         Self::up_with(instance, &[])
     }

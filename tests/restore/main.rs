@@ -6,6 +6,7 @@
 
 #[path = "../checkpoint/bed.rs"]
 mod bed;
+mod hostile;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -302,4 +303,379 @@ async fn checkpoint_and_restore_on_containerd_2_1() {
 #[tokio::test]
 async fn native_restore_on_containerd_2_1() {
     round_trip("2.1-rn", "mode = \"emulate\"", "mode = \"native\"", true).await;
+}
+
+/// Every rule a restore must fail closed on, each with a crafted archive: a clear status,
+/// an audit record, and nothing left behind (no container, no staged files, nothing written
+/// outside).
+#[tokio::test]
+async fn refusals_fail_closed_on_containerd_1_6() {
+    use hostile::Extra;
+    use tar::EntryType as T;
+    if let Some(why) = skip() {
+        say(&format!("restore refusals: skipped: {why}"));
+        return;
+    }
+    let w = wrapper();
+    let bed = Bed::up_with(
+        "1.6-rx",
+        &[("CKPT_TESTBED_RUNC_WRAPPER", w.to_str().unwrap())],
+    );
+    let dirs = Dirs::new();
+    let config = restore_section(&dirs, "max_member_bytes = 104857600\nwatchdog_seconds = 5");
+    let shim = shim(&bed, &dirs, &config).await;
+    let mut cri = cri(&shim.socket).await;
+    let (good, _) = checkpointed(&mut cri, &bed, &dirs, &shim, "good.tar").await;
+    let members = hostile::members(&good);
+    let pod_b = pod(&mut cri, &bed, "restored-pod", "ckpt-test").await;
+    let outside = dirs.root.path().join("escaped");
+
+    let craft = |name: &str, edit: &hostile::Edit<'_>, extra: &[Extra<'_>]| {
+        let path = dirs.archives().join(name);
+        hostile::write(&path, &members, edit, extra);
+        path
+    };
+    let keep = |_: &str, d: &[u8]| Some(d.to_vec());
+    let with_diff = |diff: Vec<u8>| {
+        move |n: &str, d: &[u8]| {
+            Some(if n == "rootfs-diff.tar" {
+                diff.clone()
+            } else {
+                d.to_vec()
+            })
+        }
+    };
+
+    let elsewhere = dirs.root.path().join("elsewhere.tar");
+    std::fs::copy(&good, &elsewhere).unwrap();
+    let tampered = dirs.archives().join("tampered.tar");
+    std::fs::copy(&good, &tampered).unwrap();
+    let mut sidecar: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dirs.archives().join("good.tar.json")).unwrap())
+            .unwrap();
+    sidecar["sha256"] = "0".repeat(64).into();
+    std::fs::write(
+        dirs.archives().join("tampered.tar.json"),
+        sidecar.to_string(),
+    )
+    .unwrap();
+
+    let cases: Vec<(&str, PathBuf, Code, &str)> = vec![
+        (
+            "outside the allowed directories",
+            elsewhere,
+            Code::PermissionDenied,
+            "outside the directories",
+        ),
+        (
+            "a missing archive",
+            dirs.archives().join("nothing.tar"),
+            Code::NotFound,
+            "nothing.tar",
+        ),
+        (
+            "a digest that differs from the sidecar",
+            tampered,
+            Code::PermissionDenied,
+            "does not match its sidecar",
+        ),
+        (
+            "tar-slip",
+            craft("slip.tar", &keep, &[Extra::File(b"../../escaped", b"x")]),
+            Code::InvalidArgument,
+            "unsafe member name",
+        ),
+        (
+            "an absolute member",
+            craft("abs.tar", &keep, &[Extra::File(b"/var/tmp/escaped", b"x")]),
+            Code::InvalidArgument,
+            "unsafe member name",
+        ),
+        (
+            "a symlink member",
+            craft(
+                "link.tar",
+                &keep,
+                &[Extra::Symlink(b"checkpoint/x", b"/etc/shadow")],
+            ),
+            Code::InvalidArgument,
+            "only files and directories",
+        ),
+        (
+            "a member above the size limit",
+            craft(
+                "huge.tar",
+                &keep,
+                &[Extra::Huge(b"checkpoint/pages-9.img", 1 << 40)],
+            ),
+            Code::InvalidArgument,
+            "above the limit",
+        ),
+        (
+            "config.dump that is not JSON",
+            craft(
+                "json.tar",
+                &|n, d| {
+                    Some(if n == "config.dump" {
+                        b"{not json".to_vec()
+                    } else {
+                        d.to_vec()
+                    })
+                },
+                &[],
+            ),
+            Code::InvalidArgument,
+            "not valid JSON",
+        ),
+        (
+            "no CRIU inventory",
+            craft(
+                "noinv.tar",
+                &|n, d| (n != "checkpoint/inventory.img").then(|| d.to_vec()),
+                &[],
+            ),
+            Code::InvalidArgument,
+            "inventory.img",
+        ),
+        (
+            "a block device in the rootfs diff",
+            craft(
+                "dev.tar",
+                &with_diff(hostile::rootfs_diff(&[(b"dev/sda", T::Block, b"", (8, 0))])),
+                &[],
+            ),
+            Code::InvalidArgument,
+            "block device 8:0",
+        ),
+        (
+            "a hard link out of the rootfs",
+            craft(
+                "hard.tar",
+                &with_diff(hostile::rootfs_diff(&[(
+                    b"etc/x",
+                    T::Link,
+                    b"../../../etc/shadow",
+                    (0, 0),
+                )])),
+                &[],
+            ),
+            Code::InvalidArgument,
+            "points outside",
+        ),
+        (
+            "a write through a symlink the diff creates",
+            craft(
+                "through.tar",
+                &with_diff(hostile::rootfs_diff(&[
+                    (b"up", T::Symlink, b"/", (0, 0)),
+                    (b"up/escaped", T::Regular, b"", (0, 0)),
+                ])),
+                &[],
+            ),
+            Code::InvalidArgument,
+            "through the symlink",
+        ),
+        (
+            "deleted.files out of the rootfs",
+            craft(
+                "del.tar",
+                &|n, d| {
+                    Some(if n == "deleted.files" {
+                        br#"["/../../etc/passwd"]"#.to_vec()
+                    } else {
+                        d.to_vec()
+                    })
+                },
+                &[],
+            ),
+            Code::InvalidArgument,
+            "outside the rootfs",
+        ),
+    ];
+    for (what, archive, code, needle) in cases {
+        let e = cri
+            .create_container(request(&pod_b, "counter", &archive.display().to_string()))
+            .await
+            .expect_err(what);
+        say(&format!("refused {what}: {:?} {}", e.code(), e.message()));
+        assert_eq!(e.code(), code, "{what}: {}", e.message());
+        assert!(e.message().contains(needle), "{what}: {}", e.message());
+        assert_eq!(
+            containers_in(&mut cri, &pod_b).await,
+            0,
+            "{what}: no container"
+        );
+        assert!(
+            staged(&dirs).is_empty(),
+            "{what}: nothing staged: {:?}",
+            staged(&dirs)
+        );
+        assert!(!outside.exists(), "{what}: nothing written outside");
+        let audit = std::fs::read_to_string(dirs.audit()).unwrap();
+        let last: serde_json::Value = serde_json::from_str(audit.lines().last().unwrap()).unwrap();
+        assert_eq!(last["action"], "restore", "{what}");
+        assert!(
+            matches!(last["result"].as_str(), Some("denied" | "failed")),
+            "{what}: {last}"
+        );
+        assert_eq!(last["code"], format!("{code:?}"), "{what}");
+    }
+
+    // Another namespace.
+    let pod_other = pod(&mut cri, &bed, "other-pod", "other-ns").await;
+    let e = cri
+        .create_container(request(&pod_other, "counter", &good.display().to_string()))
+        .await
+        .expect_err("cross-namespace");
+    assert_eq!(e.code(), Code::PermissionDenied, "{}", e.message());
+    assert!(e.message().contains("namespace"), "{}", e.message());
+    assert_eq!(containers_in(&mut cri, &pod_other).await, 0);
+
+    // The shim's own annotation, set by a caller.
+    let mut r = request(&pod_b, "counter", bed.var("BUSYBOX_IMAGE"));
+    r.config
+        .as_mut()
+        .unwrap()
+        .annotations
+        .insert("io.ckpt-shim.restore-from".into(), "/".into());
+    let e = cri
+        .create_container(r)
+        .await
+        .expect_err("reserved annotation");
+    assert_eq!(e.code(), Code::InvalidArgument, "{}", e.message());
+
+    // Broken CRIU images pass the archive checks (they are well-formed files) and fail in
+    // CRIU: a pages file cut in half fails at once; an empty one makes CRIU's restorer spin
+    // until the watchdog (5 s here) kills it. Either way StartContainer fails with the
+    // reason, the container can be removed, and nothing stays behind.
+    for (what, cut) in [
+        ("half a pages file", None),
+        ("an empty pages file", Some(0usize)),
+    ] {
+        let name = format!("cut-{}.tar", cut.map_or("half".into(), |c| c.to_string()));
+        let truncated = craft(
+            &name,
+            &|n, d| {
+                let keep = cut.unwrap_or(d.len() / 2);
+                Some(if n.starts_with("checkpoint/pages-") {
+                    d[..keep].to_vec()
+                } else {
+                    d.to_vec()
+                })
+            },
+            &[],
+        );
+        let id = cri
+            .create_container(request(&pod_b, "counter", &truncated.display().to_string()))
+            .await
+            .unwrap_or_else(|e| panic!("{what} passes the archive checks: {e:?}"))
+            .into_inner()
+            .container_id;
+        let t = std::time::Instant::now();
+        let e = cri
+            .start_container(StartContainerRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .expect_err(what);
+        say(&format!(
+            "{what}: StartContainer failed after {:?}: {}",
+            t.elapsed(),
+            e.message()
+        ));
+        assert!(
+            e.message().contains("restore of container"),
+            "{}",
+            e.message()
+        );
+        assert!(
+            e.message().contains("restore log kept at"),
+            "{}",
+            e.message()
+        );
+        if cut == Some(0) {
+            assert!(e.message().contains("watchdog"), "{}", e.message());
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "bounded by the watchdog"
+        );
+        assert_ne!(
+            state(&mut cri, &id).await,
+            ContainerState::ContainerRunning as i32
+        );
+        cri.remove_container(RemoveContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{what}: the failed restore can be removed: {e:?}"));
+        assert!(
+            staged(&dirs).is_empty(),
+            "{what}: nothing staged after remove: {:?}\n{}",
+            staged(&dirs),
+            shim.logs()
+        );
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+        assert!(
+            !mounts.contains(dirs.root.path().to_str().unwrap()),
+            "{what}: no mount left: {mounts}"
+        );
+        let criu = std::process::Command::new("pgrep")
+            .args(["-x", "criu"])
+            .output()
+            .unwrap();
+        assert!(
+            criu.stdout.is_empty(),
+            "{what}: no CRIU left running: {}",
+            String::from_utf8_lossy(&criu.stdout)
+        );
+        let audit = std::fs::read_to_string(dirs.audit()).unwrap();
+        let last: serde_json::Value = serde_json::from_str(audit.lines().last().unwrap()).unwrap();
+        assert_eq!(last["result"], "failed", "{last}");
+        assert_eq!(last["container_id"], id);
+    }
+
+    // The shim is still serving.
+    assert_eq!(containers_in(&mut cri, &pod_b).await, 0);
+    remove_pod(&mut cri, &pod_b).await;
+    remove_pod(&mut cri, &pod_other).await;
+}
+
+/// A node whose containerd is not set up for the wrapper: restores are refused with the
+/// setting to add, and never start fresh.
+#[tokio::test]
+async fn runtime_without_wrapper_settings_is_refused() {
+    if let Some(why) = skip() {
+        say(&format!("restore preconditions: skipped: {why}"));
+        return;
+    }
+    let w = wrapper();
+    for (instance, vars, needle) in [
+        ("1.6-nw", vec![], "BinaryName"),
+        (
+            "1.6-na",
+            vec![
+                ("CKPT_TESTBED_RUNC_WRAPPER", w.to_str().unwrap()),
+                ("CKPT_TESTBED_ANNOTATIONS", "[\"org.criu.*\"]"),
+            ],
+            "container_annotations",
+        ),
+    ] {
+        let bed = Bed::up_with(instance, &vars);
+        let dirs = Dirs::new();
+        let shim = shim(&bed, &dirs, &restore_section(&dirs, "")).await;
+        let mut cri = cri(&shim.socket).await;
+        let (archive, _) = checkpointed(&mut cri, &bed, &dirs, &shim, "a.tar").await;
+        let pod_b = pod(&mut cri, &bed, "restored-pod", "ckpt-test").await;
+        let e = cri
+            .create_container(request(&pod_b, "counter", &archive.display().to_string()))
+            .await
+            .expect_err("no restore without the wrapper settings");
+        say(&format!("{instance}: {:?} {}", e.code(), e.message()));
+        assert_eq!(e.code(), Code::FailedPrecondition);
+        assert!(e.message().contains(needle), "{}", e.message());
+        assert_eq!(containers_in(&mut cri, &pod_b).await, 0, "nothing created");
+        assert!(staged(&dirs).is_empty());
+        remove_pod(&mut cri, &pod_b).await;
+    }
 }

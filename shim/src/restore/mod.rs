@@ -80,13 +80,15 @@ impl Drop for Prepared {
     fn drop(&mut self) {
         // A caller that hung up between staging and the runtime's answer.
         if let Some(dir) = self.dir.take() {
-            let _ = std::fs::remove_dir_all(dir);
+            let _ = plan::remove_staged(&dir);
         }
     }
 }
 
 pub struct Restorer {
     settings: RestoreSettings,
+    /// Where CRIU's log of a failed restore is kept (the checkpoint's failed_log_dir).
+    failed_log_dir: PathBuf,
     cri: CriClient,
     images: ImageClient,
     audit: Option<Arc<AuditLog>>,
@@ -101,6 +103,7 @@ impl Restorer {
     pub fn start(config: &Config, audit: Option<Arc<AuditLog>>) -> Arc<Restorer> {
         let r = Restorer {
             settings: config.restore.clone(),
+            failed_log_dir: config.checkpoint.failed_log_dir.clone(),
             cri: crate::runtime::cri(&config.runtime_endpoint),
             images: crate::runtime::images(&config.runtime_endpoint),
             audit,
@@ -135,7 +138,7 @@ impl Restorer {
                 }
                 _ => {
                     tracing::info!(dir = %dir.display(), "removing a staged checkpoint no container uses");
-                    let _ = std::fs::remove_dir_all(&dir);
+                    let _ = plan::remove_staged(&dir);
                 }
             }
         }
@@ -548,7 +551,7 @@ impl Restorer {
                         container_id: container_id.to_owned(),
                     })
                     .await;
-                let _ = std::fs::remove_dir_all(dir);
+                let _ = plan::remove_staged(dir);
                 self.finish(&mut prepared.record, prepared.started, Err(&status))
                     .await;
                 return Err(status);
@@ -597,7 +600,7 @@ impl Restorer {
     /// CreateContainer failed: nothing of the restore may stay.
     pub async fn create_failed(&self, mut prepared: Prepared, status: &Status) {
         if let Some(dir) = prepared.dir.take() {
-            let _ = std::fs::remove_dir_all(dir);
+            let _ = plan::remove_staged(&dir);
         }
         self.finish(&mut prepared.record, prepared.started, Err(status))
             .await;
@@ -627,8 +630,10 @@ impl Restorer {
         record.time = crate::timefmt::rfc3339(SystemTime::now());
         let result = match (&answer, &tracked.dir) {
             (Err(status), Some(dir)) => {
+                let kept = self.keep_log(id, dir);
                 let why = std::fs::read_to_string(dir.join("error")).unwrap_or_default();
-                Err(if why.is_empty() {
+                let status = &Status::new(status.code, format!("{}{kept}", status.message));
+                Err(if why.is_empty() || status.message.contains(why.trim()) {
                     status.clone()
                 } else {
                     Status::new(status.code, format!("{}: {why}", status.message))
@@ -668,11 +673,34 @@ impl Restorer {
         result
     }
 
+    /// Copies CRIU's restore log out of the staging directory (removed with the container);
+    /// returns a note for the error message.
+    fn keep_log(&self, id: &str, dir: &Path) -> String {
+        let log = dir.join(plan::WORK_DIR).join("restore.log");
+        if !log.exists() {
+            return String::new();
+        }
+        let short = id.get(..12).unwrap_or(id);
+        let kept = self.failed_log_dir.join(format!("restore-{short}.log"));
+        let copied = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.failed_log_dir)
+            .and_then(|()| std::fs::copy(&log, &kept));
+        match copied {
+            Ok(_) => format!(" (CRIU's restore log kept at {})", kept.display()),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot keep the restore log");
+                String::new()
+            }
+        }
+    }
+
     /// RemoveContainer answered OK: the staged checkpoint goes with the container.
     pub fn removed(&self, id: &str) {
         if let Some(t) = self.lock().remove(id) {
             if let Some(dir) = t.dir {
-                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                if let Err(e) = plan::remove_staged(&dir) {
                     tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a staged checkpoint");
                 }
             }
@@ -724,7 +752,7 @@ impl RemoveOnDrop {
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
         if let Some(dir) = self.0.take() {
-            let _ = std::fs::remove_dir_all(dir);
+            let _ = plan::remove_staged(&dir);
         }
     }
 }

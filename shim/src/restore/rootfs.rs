@@ -130,12 +130,28 @@ pub fn check(diff: &Path, max_entry: u64) -> Result<Summary, String> {
     let mut archive =
         tar::Archive::new(open_diff(diff).map_err(|e| format!("rootfs-diff.tar: {e}"))?);
     let mut s = Summary::default();
+    // Symlinks the diff itself creates: a later entry below one would be written through it.
+    let mut links = std::collections::HashSet::new();
     for entry in archive
         .entries()
         .map_err(|e| format!("rootfs-diff.tar: {e}"))?
     {
         let mut entry = entry.map_err(|e| format!("rootfs-diff.tar: bad entry: {e}"))?;
         let kind = classify(&entry, max_entry)?;
+        let path = match &kind {
+            Kind::Whiteout(p) | Kind::Opaque(p) | Kind::DeviceWhiteout(p) | Kind::Plain(p) => p,
+            Kind::HardLink { path, .. } => path,
+        };
+        if let Some(through) = path.ancestors().skip(1).find(|a| links.contains(*a)) {
+            return Err(format!(
+                "rootfs-diff.tar: {} would be written through the symlink {} it creates",
+                path.display(),
+                through.display()
+            ));
+        }
+        if entry.header().entry_type() == tar::EntryType::Symlink {
+            links.insert(path.clone());
+        }
         if matches!(
             kind,
             Kind::Whiteout(_) | Kind::Opaque(_) | Kind::DeviceWhiteout(_)

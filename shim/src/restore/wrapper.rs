@@ -248,9 +248,14 @@ impl Restore {
         }
         cmd.arg(&self.id);
         let t1 = Instant::now();
-        let status = watched(cmd, Duration::from_secs(plan.watchdog_seconds.max(1)))?;
+        let status =
+            watched(cmd, Duration::from_secs(plan.watchdog_seconds.max(1))).inspect_err(|_| {
+                plan::unmount_under(&work);
+            })?;
         let restore_ms = t1.elapsed().as_millis() as u64;
         if !status.success() {
+            // A CRIU the watchdog killed leaves its cgroup yard mounted in the work directory.
+            plan::unmount_under(&work);
             // runc removes its state on a failed restore; make sure, so the container can go.
             let _ = Command::new(runc)
                 .args(&line.global)
@@ -400,15 +405,22 @@ fn descendants(root: i32) -> Vec<i32> {
     found
 }
 
-/// The first error CRIU logged, for the message containerd shows.
+/// The last error CRIU logged (earlier ones are often harmless, such as rlimit), for the
+/// message containerd shows.
 fn criu_error(log: &Path) -> String {
     let Ok(text) = std::fs::read_to_string(log) else {
         return String::new();
     };
-    text.lines()
-        .find(|l| l.contains("Error"))
-        .map(|l| format!("; CRIU: {}", l.trim()))
-        .unwrap_or_default()
+    let errors: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("Error") && !l.contains("RLIMIT_NOFILE"))
+        .map(str::trim)
+        .collect();
+    match errors.as_slice() {
+        [] => String::new(),
+        [only] => format!("; CRIU: {only} (log: {})", log.display()),
+        [first, .., last] => format!("; CRIU: {first} ... {last} (log: {})", log.display()),
+    }
 }
 
 /// Appends the error to runc's `--log` in the format asked for; containerd reads the last
