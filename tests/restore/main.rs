@@ -679,3 +679,83 @@ async fn runtime_without_wrapper_settings_is_refused() {
         remove_pod(&mut cri, &pod_b).await;
     }
 }
+
+/// Restores one container from `archive` into a new pod through `cri` and checks that it
+/// goes on counting from at least `at`.
+async fn restore_and_check(
+    cri: &mut Cri,
+    bed: &Bed,
+    archive: &std::path::Path,
+    at: u64,
+    what: &str,
+) {
+    let pod_b = pod(cri, bed, "restored-pod", "ckpt-test").await;
+    let id = cri
+        .create_container(request(&pod_b, "counter", &archive.display().to_string()))
+        .await
+        .unwrap_or_else(|e| panic!("{what}: CreateContainer: {e:?}"))
+        .into_inner()
+        .container_id;
+    cri.start_container(StartContainerRequest {
+        container_id: id.clone(),
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{what}: StartContainer: {e:?}"));
+    let first = count(cri, &id).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let later = count(cri, &id).await;
+    say(&format!(
+        "{what}: {at} at the checkpoint, {first} then {later} after restore"
+    ));
+    assert!(first >= at, "{what}: a fresh start ({first} < {at})");
+    assert!(later > first, "{what}: the counter goes on");
+    assert_eq!(
+        exec(cri, &id, &["test", "-e", "/bin/pidof"]).await.0,
+        1,
+        "{what}: deleted file stays deleted"
+    );
+    assert_eq!(
+        exec(cri, &id, &["cat", "/kept.txt"]).await,
+        (0, "kept".into()),
+        "{what}"
+    );
+    remove_pod(cri, &pod_b).await;
+}
+
+/// Across engines, through the shim: containerd 2.1's own archive (gzip layer with
+/// whiteouts) restored on 1.6, and the shim's 1.6 archive (plain diff + deleted.files)
+/// restored on 2.1.
+#[tokio::test]
+async fn archives_cross_engines_through_the_shim() {
+    if let Some(why) = skip() {
+        say(&format!("cross-engine restore: skipped: {why}"));
+        return;
+    }
+    let w = wrapper();
+    let vars = [("CKPT_TESTBED_RUNC_WRAPPER", w.to_str().unwrap())];
+    let dirs = Dirs::new();
+    let (node_16, node_21) = (Bed::up_with("1.6-x", &vars), Bed::up_with("2.1-x", &vars));
+    let dirs_21 = Dirs::new();
+    let restore_21 = restore_section(&dirs_21, "").replace(
+        &format!("allowed_dirs = [\"{}\"]", dirs_21.archives().display()),
+        &format!("allowed_dirs = [\"{}\"]", dirs.archives().display()),
+    );
+    let shim_16 = shim(&node_16, &dirs, &restore_section(&dirs, "")).await;
+    let shim_21 = shim(&node_21, &dirs_21, &restore_21).await;
+    let (mut a, mut b) = (cri(&shim_16.socket).await, cri(&shim_21.socket).await);
+
+    let (from_21, at_21) = checkpointed(&mut b, &node_21, &dirs_21, &shim_21, "from-2.1.tar").await;
+    let moved = dirs.archives().join("from-2.1.tar");
+    std::fs::copy(&from_21, &moved).unwrap();
+    restore_and_check(
+        &mut a,
+        &node_16,
+        &moved,
+        at_21,
+        "containerd 2.1 archive on 1.6",
+    )
+    .await;
+
+    let (from_16, at_16) = checkpointed(&mut a, &node_16, &dirs, &shim_16, "from-1.6.tar").await;
+    restore_and_check(&mut b, &node_21, &from_16, at_16, "shim 1.6 archive on 2.1").await;
+}
