@@ -5,8 +5,9 @@
 //! Usage: demo [--instance NAME] [--shim PATH] [--keep]
 //!
 //! After the pod runs, it is checkpointed through the shim as kubelet's checkpoint API does
-//! (containerd 1.6 has no CRI checkpoint: the shim does it through containerd's own API).
-//! Restore will go between `checkpoint` and `remove_pod`.
+//! (containerd 1.6 has no CRI checkpoint: the shim does it through containerd's own API),
+//! then restored into a new pod (containerd 1.6 has no restore either: the shim stages the
+//! checkpoint and its runc wrapper restores it).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -157,6 +158,11 @@ struct Demo {
     shim: Option<Shim>,
     kubelet: Option<Kubelet>,
     pod: Option<RunningPod>,
+    /// The restored pod and the counter's value at the checkpoint.
+    restored: Option<RunningPod>,
+    archive: Option<(PathBuf, u64)>,
+    /// The runc wrapper containerd runs (next to the shim binary).
+    wrapper: PathBuf,
 }
 
 impl Demo {
@@ -172,6 +178,9 @@ impl Demo {
             shim: None,
             kubelet: None,
             pod: None,
+            restored: None,
+            archive: None,
+            wrapper: args.shim.with_file_name("ckpt-shim-runc"),
         };
         let result = demo.steps(&args).await;
         // Whatever happened: pod, shim and test bed go away (unless asked to stay).
@@ -198,7 +207,11 @@ impl Demo {
             self.checkpoint(),
         )
         .await?;
-        // Restore through the shim will go here.
+        step(
+            "restore: CreateContainer + StartContainer with the archive as image, in a new pod",
+            self.restore(),
+        )
+        .await?;
         step(
             "StopContainer, RemoveContainer, StopPodSandbox, RemovePodSandbox",
             self.remove_pod(),
@@ -228,7 +241,12 @@ impl Demo {
                 .and_then(|p| p.trim().parse::<i32>().ok())
                 .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
         let name = name.to_string();
-        let instance = tokio::task::spawn_blocking(move || Instance::up(&name)).await??;
+        // containerd 1.6 cannot restore: its runc runtime runs the shim's wrapper instead.
+        let wrapper = self.wrapper.display().to_string();
+        let instance = tokio::task::spawn_blocking(move || {
+            Instance::up_with(&name, &[("CKPT_TESTBED_RUNC_WRAPPER", &wrapper)])
+        })
+        .await??;
         println!(
             "   containerd {} listening on {}{}",
             instance.get("CONTAINERD_VERSION"),
@@ -251,7 +269,7 @@ impl Demo {
         std::fs::create_dir_all(&dir)?;
         // Archives, staging, failed CRIU logs and the audit log live beside the demo shim.
         let checkpoint = format!(
-            "\n[checkpoint]\nallowed_dirs = [\"{d}/checkpoints\"]\nwork_dir = \"{d}/work\"\nfailed_log_dir = \"{d}/failed\"\naudit_log = \"{d}/audit.jsonl\"\n",
+            "\n[checkpoint]\nallowed_dirs = [\"{d}/checkpoints\"]\nwork_dir = \"{d}/work\"\nfailed_log_dir = \"{d}/failed\"\naudit_log = \"{d}/audit.jsonl\"\n[restore]\nallowed_dirs = [\"{d}/checkpoints\"]\nstaging_dir = \"{d}/restore\"\n",
             d = dir.display()
         );
         std::fs::create_dir_all(dir.join("checkpoints"))?;
@@ -363,6 +381,7 @@ impl Demo {
             .await
             .context("CheckpointContainer")?;
         let took = started.elapsed();
+        self.archive = Some((location.clone(), before));
         let meta = std::fs::metadata(&location)?;
         println!(
             "   archive {} ({} KiB, mode {:o}) in {took:?}",
@@ -499,17 +518,101 @@ impl Demo {
     }
 
     async fn remove_pod(&mut self) -> anyhow::Result<()> {
-        let pod = self.pod.take().context("no pod")?;
-        self.kubelet().remove_pod_fully(&pod.pod_id).await?;
-        let filter = cri::PodSandboxFilter {
-            id: pod.pod_id.clone(),
-            ..Default::default()
-        };
-        let left = self.kubelet().list_pods(Some(filter)).await?;
-        if !left.is_empty() {
-            bail!("the pod is still listed after removal: {left:?}");
+        for pod in [self.pod.take(), self.restored.take()]
+            .into_iter()
+            .flatten()
+        {
+            self.kubelet().remove_pod_fully(&pod.pod_id).await?;
+            let filter = cri::PodSandboxFilter {
+                id: pod.pod_id.clone(),
+                ..Default::default()
+            };
+            let left = self.kubelet().list_pods(Some(filter)).await?;
+            if !left.is_empty() {
+                bail!("the pod is still listed after removal: {left:?}");
+            }
+            println!("   pod {} is gone", short(&pod.pod_id));
         }
-        println!("   pod {} is gone", short(&pod.pod_id));
+        let dir = self
+            .shim
+            .as_ref()
+            .context("no shim")?
+            .config
+            .parent()
+            .context("shim dir")?
+            .join("restore");
+        let staged = std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
+        if staged != 0 {
+            bail!(
+                "{staged} staged checkpoints left in {} after RemoveContainer",
+                dir.display()
+            );
+        }
+        println!("   the staged checkpoint went with the restored container");
+        Ok(())
+    }
+
+    /// The checkpoint comes back in a new pod: CreateContainer names the archive as its
+    /// image, the shim stages it and has containerd's runc runtime (the shim's wrapper)
+    /// restore it at StartContainer.
+    async fn restore(&mut self) -> anyhow::Result<()> {
+        let (archive, at) = self.archive.clone().context("no checkpoint")?;
+        let uid = kubelet::unique("demo-restored");
+        let config = kubelet::host_network_pod(
+            "counter-restored",
+            "default",
+            &uid,
+            Path::new(self.instance().get("POD_LOG_DIR")),
+            &self.instance().cgroup_parent(&uid),
+            &uid,
+        );
+        let mut container = kubelet::counter_container("counter", &archive.display().to_string());
+        container.command.clear();
+        println!(
+            "   pod default/counter-restored, container 'counter' with image {}",
+            archive.display()
+        );
+        let started = Instant::now();
+        let pod = self.kubelet().run_counter_pod(&config, &container).await?;
+        println!(
+            "   pod {}  container {}  RUNNING ({:?} for RunPodSandbox + CreateContainer + StartContainer)",
+            short(&pod.pod_id),
+            short(&pod.container_id),
+            started.elapsed()
+        );
+        self.restored = Some(pod.clone());
+        let now = self.counter(&pod.container_id).await?;
+        kubelet::wait_counter(&pod.log_path, 1, Duration::from_secs(10)).await?;
+        let values = kubelet::counter_values(&kubelet::read_cri_log(&pod.log_path)?);
+        let first = values.first().copied().unwrap_or(0);
+        println!(
+            "   counter was {at} when checkpointed; the restored process is at {now}, and its new log starts at {first}"
+        );
+        if now < at || first < at {
+            bail!("the container started fresh instead of restoring (counter {now}, log from {first}, checkpointed at {at})");
+        }
+        let shim = self.shim.as_ref().context("no shim")?;
+        let audit = shim
+            .config
+            .parent()
+            .context("shim dir")?
+            .join("audit.jsonl");
+        let text = std::fs::read_to_string(&audit)?;
+        let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap_or("{}"))?;
+        println!(
+            "   audit: {} {} of {}/{} from {} (sha256 {}), {} ms",
+            last["action"].as_str().unwrap_or("?"),
+            last["result"].as_str().unwrap_or("?"),
+            last["namespace"].as_str().unwrap_or("?"),
+            last["container"].as_str().unwrap_or("?"),
+            last["location"].as_str().unwrap_or("?"),
+            &last["sha256"].as_str().unwrap_or("?")
+                [..12.min(last["sha256"].as_str().unwrap_or("?").len())],
+            last["duration_ms"]
+        );
+        if last["action"] != "restore" || last["result"] != "succeeded" {
+            bail!("the audit log's last record is not a successful restore: {last}");
+        }
         Ok(())
     }
 
@@ -556,9 +659,14 @@ impl Demo {
     /// Best effort, in reverse order: pod, shim, test bed.
     async fn clean_up(&mut self) -> anyhow::Result<()> {
         let mut result = Ok(());
-        if let (Some(pod), Some(k)) = (self.pod.take(), self.kubelet.as_mut()) {
-            if let Err(e) = k.remove_pod_fully(&pod.pod_id).await {
-                eprintln!("   removing pod {}: {e:#}", short(&pod.pod_id));
+        for pod in [self.pod.take(), self.restored.take()]
+            .into_iter()
+            .flatten()
+        {
+            if let Some(k) = self.kubelet.as_mut() {
+                if let Err(e) = k.remove_pod_fully(&pod.pod_id).await {
+                    eprintln!("   removing pod {}: {e:#}", short(&pod.pod_id));
+                }
             }
         }
         if let Some(shim) = self.shim.take() {

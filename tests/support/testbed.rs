@@ -55,9 +55,14 @@ pub fn say(line: &str) {
 }
 
 fn run(args: &[&str]) -> anyhow::Result<String> {
+    run_with(args, &[])
+}
+
+fn run_with(args: &[&str], vars: &[(&str, &str)]) -> anyhow::Result<String> {
     let started = Instant::now();
     let out = Command::new(script())
         .args(args)
+        .envs(vars.iter().copied())
         .output()
         .with_context(|| format!("running {} {}", script().display(), args.join(" ")))?;
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -128,8 +133,13 @@ pub struct Instance {
 impl Instance {
     /// `testbed up NAME`: starts the instance, or reuses it when it is up already.
     pub fn up(name: &str) -> anyhow::Result<Instance> {
+        Self::up_with(name, &[])
+    }
+
+    /// `up` with test bed settings (`CKPT_TESTBED_*` variables, e.g. the runc wrapper).
+    pub fn up_with(name: &str, vars: &[(&str, &str)]) -> anyhow::Result<Instance> {
         recover_dead(name);
-        let socket = run(&["up", name])?.trim().to_string();
+        let socket = run_with(&["up", name], vars)?.trim().to_string();
         // Armed from here on: a failure below still brings the instance down.
         let mut instance = Instance {
             name: name.to_string(),
