@@ -127,7 +127,10 @@ impl Drop for TempDir {
 pub async fn build(mut args: BuildArgs) -> anyhow::Result<()> {
     let name = Reference::parse(&args.image).map_err(anyhow::Error::msg)?;
     if name.digest.is_some() {
-        bail!("image name {:?}: give a tag, not a digest (the digest comes from the build)", args.image);
+        bail!(
+            "image name {:?}: give a tag, not a digest (the digest comes from the build)",
+            args.image
+        );
     }
     if args.password_stdin {
         let mut password = String::new();
@@ -152,11 +155,10 @@ pub async fn build(mut args: BuildArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let archive = args.archive.clone();
     let (name2, out2) = (name.clone(), out.clone());
-    let built: Built = tokio::task::spawn_blocking(move || {
-        layout::build(&archive, &name2, &out2, true)
-    })
-    .await
-    .context("the build task failed")??;
+    let built: Built =
+        tokio::task::spawn_blocking(move || layout::build(&archive, &name2, &out2, true))
+            .await
+            .context("the build task failed")??;
     eprintln!(
         "built {} from {} ({} members, layer {} bytes) in {:.2} s",
         name,

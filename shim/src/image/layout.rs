@@ -160,9 +160,10 @@ fn repack(
     };
     let reader: Box<dyn Read> = match compression {
         Compression::None => Box::new(raw),
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(
-            BufReader::with_capacity(1 << 16, raw),
-        )),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
+            1 << 16,
+            raw,
+        ))),
         Compression::Zstd => Box::new(source::ZstdFrames::new(BufReader::with_capacity(
             1 << 16,
             raw,
@@ -176,8 +177,7 @@ fn repack(
         .entries()
         .with_context(|| format!("{}: not a tar archive", archive.display()))?
     {
-        let mut entry =
-            entry.with_context(|| format!("{}: bad tar entry", archive.display()))?;
+        let mut entry = entry.with_context(|| format!("{}: bad tar entry", archive.display()))?;
         let kind = entry.header().entry_type();
         let raw_name = entry.path()?.into_owned();
         let Some(name) = member_name(&raw_name, kind)
@@ -266,7 +266,12 @@ fn write_blob(dir: &Path, media_type: &str, data: &[u8]) -> anyhow::Result<Descr
 }
 
 /// Builds the image of `archive` named `name` into the new directory `out`.
-pub fn build(archive: &Path, name: &Reference, out: &Path, progress: bool) -> anyhow::Result<Built> {
+pub fn build(
+    archive: &Path,
+    name: &Reference,
+    out: &Path,
+    progress: bool,
+) -> anyhow::Result<Built> {
     if out.exists() {
         bail!(
             "{} already exists: remove it or give another --output",
@@ -403,10 +408,7 @@ fn build_into(
         ..Default::default()
     };
     std::fs::write(dir.join("index.json"), serde_json::to_vec_pretty(&top)?)?;
-    std::fs::write(
-        dir.join("oci-layout"),
-        br#"{"imageLayoutVersion":"1.0.0"}"#,
-    )?;
+    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
     Ok(Built {
         dir: dir.to_owned(),
         name: name.clone(),
@@ -427,12 +429,18 @@ mod tests {
     #[test]
     fn member_names_are_checked() {
         let ok = |p: &str, k| member_name(Path::new(p), k);
-        assert_eq!(ok("config.dump", T::Regular).unwrap().unwrap(), "config.dump");
+        assert_eq!(
+            ok("config.dump", T::Regular).unwrap().unwrap(),
+            "config.dump"
+        );
         assert_eq!(
             ok("./checkpoint/pages-1.img", T::Regular).unwrap().unwrap(),
             "checkpoint/pages-1.img"
         );
-        assert_eq!(ok("checkpoint/", T::Directory).unwrap().unwrap(), "checkpoint");
+        assert_eq!(
+            ok("checkpoint/", T::Directory).unwrap().unwrap(),
+            "checkpoint"
+        );
         assert_eq!(ok("./", T::Directory).unwrap(), None);
         assert_eq!(ok("x", T::XGlobalHeader).unwrap(), None);
         for (p, k, why) in [

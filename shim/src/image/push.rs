@@ -185,7 +185,9 @@ impl Registry {
         if let Some(a) = auth {
             request = request.header(header::AUTHORIZATION, a);
         }
-        let request = request.body(body).with_context(|| format!("bad URL {url}"))?;
+        let request = request
+            .body(body)
+            .with_context(|| format!("bad URL {url}"))?;
         tokio::time::timeout(Duration::from_secs(600), self.client.request(request))
             .await
             .with_context(|| format!("{method} {url}: no answer in 10 minutes"))?
@@ -259,7 +261,13 @@ impl Registry {
         Fut: std::future::Future<Output = anyhow::Result<Body>>,
     {
         let answer = self
-            .send_raw(method.clone(), url, headers, body().await?, self.auth.clone().as_deref())
+            .send_raw(
+                method.clone(),
+                url,
+                headers,
+                body().await?,
+                self.auth.clone().as_deref(),
+            )
             .await?;
         if answer.status() != StatusCode::UNAUTHORIZED {
             return Ok(answer);
@@ -278,8 +286,14 @@ impl Registry {
             bail!("{method} {url}: the registry refused the credentials: {body_text}");
         }
         self.authenticate(&challenge).await?;
-        self.send_raw(method, url, headers, body().await?, self.auth.clone().as_deref())
-            .await
+        self.send_raw(
+            method,
+            url,
+            headers,
+            body().await?,
+            self.auth.clone().as_deref(),
+        )
+        .await
     }
 
     fn url(&self, path: &str) -> String {
@@ -473,7 +487,10 @@ mod tests {
         assert_eq!(
             p,
             vec![
-                ("realm".to_string(), "https://auth.example/token".to_string()),
+                (
+                    "realm".to_string(),
+                    "https://auth.example/token".to_string()
+                ),
                 ("service".to_string(), "registry.example".to_string()),
                 ("scope".to_string(), "repository:a/b:pull,push".to_string()),
             ]

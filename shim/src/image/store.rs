@@ -166,7 +166,11 @@ impl Store {
         }
     }
 
-    async fn set_labels(&self, digest: &str, labels: &HashMap<String, String>) -> Result<(), String> {
+    async fn set_labels(
+        &self,
+        digest: &str,
+        labels: &HashMap<String, String>,
+    ) -> Result<(), String> {
         if labels.is_empty() {
             return Ok(());
         }
@@ -204,9 +208,11 @@ impl Store {
             .map_err(|e| format!("{}: {e}", path.display()))?;
         let reference = unique(&format!("ckpt-shim-{}", &desc.digest[7..19]));
         let (tx, rx) = tokio::sync::mpsc::channel::<content::WriteContentRequest>(2);
-        let requests = futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|m| (m, rx))
-        });
+        let requests =
+            futures_util::stream::unfold(
+                rx,
+                |mut rx| async move { rx.recv().await.map(|m| (m, rx)) },
+            );
         let base = content::WriteContentRequest {
             r#ref: reference.clone(),
             total: desc.size as i64,
@@ -272,6 +278,8 @@ impl Store {
         }
         tx.send(content::WriteContentRequest {
             action: content::WriteAction::Commit as i32,
+            // containerd truncates the ingest when a message says offset 0 after data.
+            offset: offset as i64,
             labels,
             ..base.clone()
         })
