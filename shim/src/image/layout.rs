@@ -424,7 +424,239 @@ fn build_into(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image::{
+        CRIO_NAME, CRIU_NAME, MEDIA_CONFIG, MEDIA_INDEX, MEDIA_LAYER, PODMAN_NAME, SHIM_NAME,
+    };
     use tar::EntryType as T;
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name)
+    }
+
+    fn scratch(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("ckpt-image-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// name -> (is_dir, bytes, mode) of a tar, plain or gzip.
+    fn members(path: &Path) -> BTreeMap<String, (bool, Vec<u8>, u32)> {
+        let mut f = File::open(path).unwrap();
+        let compressed = source::sniff(&mut f).unwrap() == Compression::Gzip;
+        let r: Box<dyn Read> = if compressed {
+            Box::new(flate2::read::GzDecoder::new(f))
+        } else {
+            Box::new(f)
+        };
+        let mut out = BTreeMap::new();
+        for e in tar::Archive::new(r).entries().unwrap() {
+            let mut e = e.unwrap();
+            let name = e.path().unwrap().display().to_string();
+            let name = name
+                .trim_start_matches("./")
+                .trim_end_matches('/')
+                .to_owned();
+            let dir = e.header().entry_type().is_dir();
+            let mode = e.header().mode().unwrap();
+            let mut data = Vec::new();
+            e.read_to_end(&mut data).unwrap();
+            out.insert(name, (dir, data, mode));
+        }
+        out
+    }
+
+    fn json(dir: &Path, digest: &str) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(blob_path(dir, digest).unwrap()).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn builds_the_image_of_a_fixture() {
+        for (fixture_name, engine) in [
+            ("shim-1.6-suspect.tar.gz", "containerd"),
+            ("containerd-2.1-suspect.tar.gz", "containerd"),
+        ] {
+            let tmp = scratch("build");
+            let archive = fixture(fixture_name);
+            let name = Reference::parse("localhost:5000/ckpt/suspect:v1").unwrap();
+            let out = tmp.join("img.oci");
+            let built = build(&archive, &name, &out, false).unwrap();
+            assert_eq!(built.dir, out);
+
+            // The layout: oci-layout, index.json naming the index blob by the image name.
+            let layout: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(out.join("oci-layout")).unwrap()).unwrap();
+            assert_eq!(layout["imageLayoutVersion"], "1.0.0");
+            let top: Manifest =
+                serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
+            assert_eq!(top.manifests.len(), 1);
+            assert_eq!(top.manifests[0].digest, built.index.digest);
+            assert_eq!(
+                top.manifests[0].annotations["io.containerd.image.name"],
+                "localhost:5000/ckpt/suspect:v1"
+            );
+            assert_eq!(
+                top.manifests[0].annotations["org.opencontainers.image.ref.name"],
+                "v1"
+            );
+
+            // Every blob is named by its digest and has the size its descriptor says.
+            for d in built.blobs() {
+                let bytes = std::fs::read(blob_path(&out, &d.digest).unwrap()).unwrap();
+                assert_eq!(bytes.len() as u64, d.size);
+                assert_eq!(crate::image::sha256_digest(&bytes), d.digest);
+            }
+
+            // Index and manifest: OCI media types, schema 2, the annotations on both.
+            let index = json(&out, &built.index.digest);
+            assert_eq!(index["schemaVersion"], 2);
+            assert_eq!(index["mediaType"], MEDIA_INDEX);
+            assert_eq!(
+                index["manifests"][0]["digest"],
+                built.manifest.digest.as_str()
+            );
+            assert_eq!(index["manifests"][0]["platform"]["os"], "linux");
+            let manifest = json(&out, &built.manifest.digest);
+            assert_eq!(manifest["schemaVersion"], 2);
+            assert_eq!(manifest["mediaType"], crate::image::MEDIA_MANIFEST);
+            assert_eq!(manifest["config"]["mediaType"], MEDIA_CONFIG);
+            assert_eq!(manifest["layers"].as_array().unwrap().len(), 1);
+            assert_eq!(manifest["layers"][0]["mediaType"], MEDIA_LAYER);
+            assert_eq!(manifest["annotations"], index["annotations"]);
+            let a = &manifest["annotations"];
+            for k in [CRIO_NAME, CRIU_NAME, PODMAN_NAME, SHIM_NAME] {
+                assert_eq!(a[k], "suspect", "{k}");
+            }
+            assert_eq!(a["io.ckpt-shim.checkpoint.pod.name"], "web-0");
+            assert_eq!(a["io.ckpt-shim.checkpoint.pod.namespace"], "evidence");
+            assert_eq!(a["org.criu.checkpoint.pod.namespace"], "evidence");
+            assert_eq!(
+                a["io.ckpt-shim.checkpoint.rootfsImageName"],
+                "localhost:5000/ckpt-shim/busybox:latest"
+            );
+            assert_eq!(
+                a["io.ckpt-shim.checkpoint.rootfsImageRef"],
+                "sha256:75e88eb625fb8d4d64e7f855c6a7bdf52ec0fe5a3ac1096e510e53dea2ff2fc2"
+            );
+            assert_eq!(a["io.ckpt-shim.checkpoint.engine"], engine);
+            assert_eq!(a["io.ckpt-shim.checkpoint.criu.version"], "4.2.1");
+            assert_eq!(a["org.criu.checkpoint.criu.version"], "40201");
+            let archive_hex = crate::image::hex(&Sha256::digest(std::fs::read(&archive).unwrap()));
+            assert_eq!(
+                a["io.ckpt-shim.checkpoint.archive.sha256"],
+                archive_hex.as_str()
+            );
+
+            // Config: host platform, the layer's diff id, created = checkpoint time.
+            let config = json(&out, &built.config.digest);
+            assert_eq!(
+                config["architecture"],
+                Platform::host().architecture.as_str()
+            );
+            assert_eq!(config["os"], "linux");
+            assert_eq!(config["rootfs"]["type"], "layers");
+            assert_eq!(config["rootfs"]["diff_ids"][0], built.layer.digest.as_str());
+            let cp = crate::archive::scan(&archive, Default::default()).unwrap();
+            assert_eq!(
+                config["created"],
+                cp.config.as_ref().unwrap()["checkpointedTime"]
+            );
+
+            // The layer: the archive's members at the root, same bytes and modes.
+            let layer = members(&blob_path(&out, &built.layer.digest).unwrap());
+            let want = members(&archive);
+            assert_eq!(layer, want, "{fixture_name}");
+            assert_eq!(built.members, want.len());
+
+            // Reproducible: the same archive builds the same image.
+            let again = build(&archive, &name, &tmp.join("again.oci"), false).unwrap();
+            assert_eq!(again.index.digest, built.index.digest);
+
+            // A plain tar of the same members gives the same layer.
+            let plain = tmp.join("plain.tar");
+            let mut gz = flate2::read::GzDecoder::new(File::open(&archive).unwrap());
+            io::copy(&mut gz, &mut File::create(&plain).unwrap()).unwrap();
+            let from_plain = build(&plain, &name, &tmp.join("plain.oci"), false).unwrap();
+            assert_eq!(from_plain.layer.digest, built.layer.digest);
+
+            // An existing output is never overwritten.
+            let e = build(&archive, &name, &out, false).unwrap_err();
+            assert!(e.to_string().contains("already exists"), "{e}");
+            std::fs::remove_dir_all(&tmp).unwrap();
+        }
+    }
+
+    /// A tar with one entry whose raw name and type are exactly as given (tar's own
+    /// builder refuses `..` and absolute names, so the header is written by hand).
+    fn raw_tar(path: &Path, entries: &[(&str, T, &[u8])]) {
+        let mut b = tar::Builder::new(File::create(path).unwrap());
+        for (name, kind, data) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
+            h.set_entry_type(*kind);
+            h.set_size(data.len() as u64);
+            h.set_mode(0o600);
+            if *kind == T::Symlink {
+                h.set_link_name("/etc/shadow").unwrap();
+            }
+            h.set_cksum();
+            b.append(&h, *data).unwrap();
+        }
+        b.finish().unwrap();
+    }
+
+    #[test]
+    fn refuses_archives_with_bad_members() {
+        let tmp = scratch("bad");
+        let name = Reference::parse("x/y:z").unwrap();
+        let base: &[(&str, T, &[u8])] = &[
+            ("config.dump", T::Regular, br#"{"name":"c"}"#),
+            (
+                "spec.dump",
+                T::Regular,
+                br#"{"annotations":{"io.kubernetes.cri.container-name":"c"}}"#,
+            ),
+        ];
+        for (i, (bad, why)) in [
+            (("../escape", T::Regular, &b"x"[..]), ".."),
+            (("/etc/cron.d/x", T::Regular, &b"x"[..]), "absolute"),
+            (("checkpoint/link", T::Symlink, &b""[..]), "symbolic link"),
+            (("dev", T::Block, &b""[..]), "Block"),
+            (("config.dump", T::Regular, &b"{}"[..]), "appears twice"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let archive = tmp.join(format!("bad-{i}.tar"));
+            let mut entries = base.to_vec();
+            entries.push(bad);
+            raw_tar(&archive, &entries);
+            let out = tmp.join(format!("bad-{i}.oci"));
+            let e = format!("{:#}", build(&archive, &name, &out, false).unwrap_err());
+            assert!(e.contains(why), "{}: {e}", bad.0);
+            assert!(!out.exists(), "nothing is left behind");
+        }
+        // The same without the bad member builds.
+        let good = tmp.join("good.tar");
+        raw_tar(&good, base);
+        let built = build(&good, &name, &tmp.join("good.oci"), false).unwrap();
+        assert_eq!(built.annotations[CRIU_NAME], "c");
+        // Not a checkpoint at all.
+        let other = tmp.join("other.tar");
+        raw_tar(&other, &[("hello.txt", T::Regular, b"hi")]);
+        let e = build(&other, &name, &tmp.join("other.oci"), false).unwrap_err();
+        assert!(e.to_string().contains("not a container checkpoint"), "{e}");
+        // Leftovers: only what the good build made.
+        let left: Vec<_> = std::fs::read_dir(&tmp)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        assert!(left.is_empty(), "temporary directories left: {left:?}");
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
 
     #[test]
     fn member_names_are_checked() {

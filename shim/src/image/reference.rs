@@ -184,7 +184,7 @@ mod tests {
         assert_eq!(r.sanitised(), "localhost_5000_ckpt-shim_counter_v1.oci");
         let r = Reference::parse("localhost/ckpt/x").unwrap();
         assert_eq!(r.to_string(), "localhost/ckpt/x:latest");
-        let r = Reference::parse("quay.io/a/b@sha256:".to_owned() + &"0".repeat(64)).unwrap();
+        let r = Reference::parse(&format!("quay.io/a/b@sha256:{}", "0".repeat(64))).unwrap();
         assert_eq!(r.tag, None);
         assert!(r.object().starts_with("sha256:"));
         assert_eq!(
