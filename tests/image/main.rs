@@ -244,3 +244,178 @@ async fn import_and_push_on_containerd_1_6() {
     }
     bed.down().unwrap();
 }
+
+#[allow(dead_code)]
+#[path = "../checkpoint/bed.rs"]
+mod bed;
+
+const COUNTER: &str =
+    "i=0; while true; do i=$((i+1)); echo $i; echo $i > /tmp/count; sleep 0.1; done";
+
+/// The whole migration path on containerd 2.1: checkpoint a running counter through CRI,
+/// `image build --push` the archive, pull it through CRI, and create + start a container
+/// from the checkpoint image in a new pod. containerd finds the image by its index
+/// annotation and restores: the counter goes on from where it was.
+#[tokio::test(flavor = "multi_thread")]
+async fn restore_from_pushed_image_on_containerd_2_1() {
+    use ckpt_shim::api::cri::*;
+    use std::time::Duration;
+    if skip("image restore on 2.1-img") {
+        return;
+    }
+    let b = bed::Bed::up("2.1-img");
+    let scratch = tempfile::Builder::new()
+        .prefix("ckpt-image-test-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let mut cri = bed::cri(&b.socket).await;
+    let channel = ckpt_shim_tests::raw::channel(&b.socket).await.unwrap();
+    let mut images = ImageServiceClient::new(channel.clone());
+
+    // containerd 2.1 records the base image as CRI's ImageRef, which is the bare image id
+    // for the bed's imported busybox, and its restore then fails to pull "sha256:...".
+    // Pulled once through CRI, the image has a repo digest, and the restore can pull that.
+    images
+        .pull_image(PullImageRequest {
+            image: Some(ImageSpec {
+                image: b.var("BUSYBOX_IMAGE").into(),
+                ..Default::default()
+            }),
+            auth: None,
+            sandbox_config: None,
+        })
+        .await
+        .unwrap();
+    let first = bed::pod(&mut cri, &b, "image-src", "ckpt-image").await;
+    let (id, log) = bed::container(&mut cri, &b, &first, "counter", COUNTER, &[]).await;
+    bed::wait_for("5 counter lines", Duration::from_secs(10), || {
+        bed::counts(&log).len() >= 5
+    })
+    .await;
+    let archive = scratch.path().join("counter.tar");
+    bed::checkpoint(&mut cri, &id, &archive, 60)
+        .await
+        .expect("CRI checkpoint on 2.1");
+    let at_checkpoint = *bed::counts(&log).last().unwrap();
+    bed::remove_pod(&mut cri, &first).await;
+
+    let name = format!(
+        "127.0.0.1:5000/ckpt-shim-test/counter:restore-{}",
+        std::process::id()
+    );
+    cli(&[archive.to_str().unwrap(), &name, "--push", "--plain-http"]);
+    images
+        .pull_image(PullImageRequest {
+            image: Some(ImageSpec {
+                image: name.clone(),
+                ..Default::default()
+            }),
+            auth: None,
+            sandbox_config: None,
+        })
+        .await
+        .unwrap();
+    assert!(checkpoint_image(&channel, "k8s.io", &name)
+        .await
+        .unwrap()
+        .is_some());
+
+    restore_in_new_pod(&mut cri, &b, "image-dst", &name, at_checkpoint).await;
+
+    // The same archive imported (and unpacked) instead of pulled restores as well.
+    let imported = format!(
+        "localhost/ckpt-shim-test/counter:import-{}",
+        std::process::id()
+    );
+    cli(&[
+        archive.to_str().unwrap(),
+        &imported,
+        "--import",
+        "--containerd",
+        &format!("unix://{}", b.socket.display()),
+    ]);
+    restore_in_new_pod(&mut cri, &b, "image-dst2", &imported, at_checkpoint).await;
+    for n in [name, imported] {
+        let _ = images
+            .remove_image(RemoveImageRequest {
+                image: Some(ImageSpec {
+                    image: n,
+                    ..Default::default()
+                }),
+            })
+            .await;
+    }
+}
+
+/// Creates and starts a container from checkpoint image `name` in a new pod and checks
+/// that the counter goes on past `at_checkpoint`.
+async fn restore_in_new_pod(
+    cri: &mut bed::Cri,
+    b: &bed::Bed,
+    pod_name: &str,
+    name: &str,
+    at_checkpoint: u64,
+) {
+    use ckpt_shim::api::cri::*;
+    use std::time::Duration;
+    let second = bed::pod(cri, b, pod_name, "ckpt-image").await;
+    let created = cri
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: second.id.clone(),
+            config: Some(ContainerConfig {
+                metadata: Some(ContainerMetadata {
+                    name: "counter".into(),
+                    attempt: 0,
+                }),
+                image: Some(ImageSpec {
+                    image: name.to_owned(),
+                    ..Default::default()
+                }),
+                log_path: "counter.log".into(),
+                linux: Some(LinuxContainerConfig {
+                    security_context: Some(LinuxContainerSecurityContext::default()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            sandbox_config: Some(second.config.clone()),
+        })
+        .await;
+    let restored = match created {
+        Ok(r) => r.into_inner().container_id,
+        Err(s) => {
+            let log = std::fs::read_to_string(b.var("CONTAINERD_LOG")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            panic!(
+                "CreateContainer from the checkpoint image: {s:?}\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+    };
+    cri.start_container(StartContainerRequest {
+        container_id: restored.clone(),
+    })
+    .await
+    .expect("StartContainer restores");
+    let new_log = second.log_dir.join("counter.log");
+    bed::wait_for(
+        "the restored counter to go on",
+        Duration::from_secs(15),
+        || {
+            bed::counts(&new_log)
+                .last()
+                .is_some_and(|n| *n > at_checkpoint + 5)
+        },
+    )
+    .await;
+    let counts = bed::counts(&new_log);
+    assert!(
+        counts.windows(2).all(|w| w[1] > w[0]),
+        "the counter never starts again from 1: {counts:?}"
+    );
+    say(&format!(
+        "2.1: restored from {name}: counter at {at_checkpoint} when checkpointed, {} now",
+        counts.last().unwrap()
+    ));
+    bed::remove_pod(cri, &second).await;
+}
