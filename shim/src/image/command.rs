@@ -52,7 +52,8 @@ pub struct BuildArgs {
     /// Talk to the registry over plain HTTP (local registries)
     #[arg(long, visible_alias = "insecure")]
     pub plain_http: bool,
-    /// Registry user name
+    /// Registry user name [default: the container tools' auth files: REGISTRY_AUTH_FILE,
+    /// $XDG_RUNTIME_DIR/containers/auth.json, ~/.docker/config.json]
     #[arg(long, env = "CKPT_REGISTRY_USERNAME", value_name = "USER")]
     pub username: Option<String>,
     /// Registry password (visible in ps: prefer --password-stdin)
@@ -197,6 +198,17 @@ pub async fn build(mut args: BuildArgs) -> anyhow::Result<()> {
         println!("{name}@{}", built.index.digest);
     }
     if args.push {
+        if args.username.is_none() {
+            if let Some((user, pass, file)) = push::stored_credentials(&name.domain) {
+                eprintln!(
+                    "using the credentials for {} in {}",
+                    name.domain,
+                    file.display()
+                );
+                args.username = Some(user);
+                args.password = Some(pass);
+            }
+        }
         let total = built.layer.size + built.config.size;
         let progress = bar(total, "push");
         let pushed = push::push(

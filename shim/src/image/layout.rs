@@ -580,6 +580,19 @@ mod tests {
             io::copy(&mut gz, &mut File::create(&plain).unwrap()).unwrap();
             let from_plain = build(&plain, &name, &tmp.join("plain.oci"), false).unwrap();
             assert_eq!(from_plain.layer.digest, built.layer.digest);
+            // And so does a zstd one.
+            let zst = tmp.join("plain.tar.zst");
+            ruzstd::encoding::compress(
+                File::open(&plain).unwrap(),
+                File::create(&zst).unwrap(),
+                ruzstd::encoding::CompressionLevel::Fastest,
+            );
+            let from_zstd = build(&zst, &name, &tmp.join("zstd.oci"), false).unwrap();
+            assert_eq!(from_zstd.layer.digest, built.layer.digest);
+            assert_eq!(
+                from_zstd.annotations["io.ckpt-shim.checkpoint.archive.sha256"],
+                crate::image::hex(&Sha256::digest(std::fs::read(&zst).unwrap()))
+            );
 
             // An existing output is never overwritten.
             let e = build(&archive, &name, &out, false).unwrap_err();

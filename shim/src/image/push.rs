@@ -46,6 +46,50 @@ pub struct Pushed {
     pub bytes_uploaded: u64,
 }
 
+/// The registry credentials the container tools stored for `domain` (a reference's
+/// registry, e.g. `quay.io`, `localhost:5000`, `docker.io`), and the file they came from:
+/// `$REGISTRY_AUTH_FILE`, `$XDG_RUNTIME_DIR/containers/auth.json` (Podman, buildah,
+/// skopeo), `$DOCKER_CONFIG/config.json` or `~/.docker/config.json` (Docker). Only inline
+/// `auth` entries (base64 `user:password`) are used; credential helpers are not run.
+pub fn stored_credentials(domain: &str) -> Option<(String, String, std::path::PathBuf)> {
+    let env = |k: &str| std::env::var_os(k).map(std::path::PathBuf::from);
+    let mut files = Vec::new();
+    files.extend(env("REGISTRY_AUTH_FILE"));
+    files.extend(env("XDG_RUNTIME_DIR").map(|d| d.join("containers/auth.json")));
+    files.extend(env("DOCKER_CONFIG").map(|d| d.join("config.json")));
+    files.extend(env("HOME").map(|d| d.join(".docker/config.json")));
+    files.into_iter().find_map(|f| {
+        let text = std::fs::read(&f).ok()?;
+        let json: serde_json::Value = serde_json::from_slice(&text).ok()?;
+        let (user, pass) = credentials_in(&json, domain)?;
+        Some((user, pass, f))
+    })
+}
+
+/// `auths` entry for `domain` in an auth file's JSON.
+pub fn credentials_in(json: &serde_json::Value, domain: &str) -> Option<(String, String)> {
+    let hub = ["docker.io", "index.docker.io", "registry-1.docker.io"];
+    let wanted = |key: &str| {
+        let host = key
+            .trim_start_matches("https://")
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap_or("");
+        host == domain || (hub.contains(&domain) && hub.contains(&host))
+    };
+    let auths = json.get("auths")?.as_object()?;
+    auths.iter().filter(|(k, _)| wanted(k)).find_map(|(_, v)| {
+        let encoded = v.get("auth")?.as_str()?;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .ok()?;
+        let decoded = String::from_utf8(decoded).ok()?;
+        let (user, pass) = decoded.split_once(':')?;
+        Some((user.to_owned(), pass.to_owned()))
+    })
+}
+
 struct Registry {
     client: Client<Connector, Body>,
     base: String,
@@ -477,6 +521,26 @@ pub async fn push(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_from_auth_files() {
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let json = serde_json::json!({ "auths": {
+            "https://index.docker.io/v1/": { "auth": b64("hubuser:hub:pass") },
+            "localhost:5000": { "auth": b64("me:secret") },
+            "quay.io": { "identitytoken": "x" },
+        }});
+        assert_eq!(
+            credentials_in(&json, "docker.io"),
+            Some(("hubuser".into(), "hub:pass".into()))
+        );
+        assert_eq!(
+            credentials_in(&json, "localhost:5000"),
+            Some(("me".into(), "secret".into()))
+        );
+        assert_eq!(credentials_in(&json, "quay.io"), None);
+        assert_eq!(credentials_in(&json, "localhost"), None);
+    }
 
     #[test]
     fn challenges_are_parsed() {
