@@ -419,3 +419,222 @@ async fn restore_in_new_pod(
     ));
     bed::remove_pod(cri, &second).await;
 }
+
+/// A registry that wants a bearer token from its token service, which wants basic auth:
+/// enough of the distribution API to see what a push sends. No root needed.
+mod fake_registry {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    use base64::Engine;
+    use bytes::Bytes;
+    use http::{Request, Response, StatusCode};
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Incoming;
+    use hyper_util::rt::TokioIo;
+    use sha2::{Digest, Sha256};
+
+    pub const TOKEN: &str = "tok-123";
+
+    #[derive(Default)]
+    pub struct State {
+        pub port: u16,
+        pub scopes: Vec<String>,
+        pub blobs: HashMap<String, Vec<u8>>,
+        /// reference -> (content type, bytes)
+        pub manifests: HashMap<String, (String, Vec<u8>)>,
+        pub unauthorized: usize,
+        uploads: usize,
+    }
+
+    fn reply(
+        status: StatusCode,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> Response<Full<Bytes>> {
+        let mut r = Response::builder().status(status);
+        for (k, v) in headers {
+            r = r.header(*k, v);
+        }
+        r.body(Full::new(Bytes::from(body))).unwrap()
+    }
+
+    async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let (parts, body) = req.into_parts();
+        let body = body.collect().await.unwrap().to_bytes().to_vec();
+        let auth = parts
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let path = parts.uri.path().to_owned();
+        let query: HashMap<String, String> = parts
+            .uri
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| {
+                (
+                    k.to_owned(),
+                    percent_encoding::percent_decode_str(v)
+                        .decode_utf8_lossy()
+                        .into_owned(),
+                )
+            })
+            .collect();
+        let mut s = state.lock().unwrap();
+        if path == "/token" {
+            let basic = format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode("alice:s3cret")
+            );
+            if auth != basic || query.get("service").map(String::as_str) != Some("fake") {
+                return reply(StatusCode::UNAUTHORIZED, &[], b"bad credentials".to_vec());
+            }
+            s.scopes.push(query["scope"].clone());
+            return reply(
+                StatusCode::OK,
+                &[],
+                format!("{{\"token\":\"{TOKEN}\"}}").into_bytes(),
+            );
+        }
+        if auth != format!("Bearer {TOKEN}") {
+            s.unauthorized += 1;
+            let challenge = format!(
+                "Bearer realm=\"http://127.0.0.1:{}/token\",service=\"fake\"",
+                s.port
+            );
+            return reply(
+                StatusCode::UNAUTHORIZED,
+                &[("www-authenticate", challenge)],
+                Vec::new(),
+            );
+        }
+        let method = parts.method.as_str();
+        if path == "/v2/" {
+            return reply(StatusCode::OK, &[], Vec::new());
+        }
+        if let Some(n) = path.strip_prefix("/upload/") {
+            assert_eq!(method, "PUT");
+            let digest = query["digest"].clone();
+            let got = format!("sha256:{:x}", Sha256::digest(&body));
+            assert_eq!(got, digest, "upload {n}: body does not match its digest");
+            s.blobs.insert(digest, body);
+            return reply(StatusCode::CREATED, &[], Vec::new());
+        }
+        let rest = path.strip_prefix("/v2/ckpt/x/").expect("repository ckpt/x");
+        if let Some(digest) = rest.strip_prefix("blobs/") {
+            if digest == "uploads/" {
+                assert_eq!(method, "POST");
+                s.uploads += 1;
+                let location = format!("/upload/{}", s.uploads);
+                return reply(StatusCode::ACCEPTED, &[("location", location)], Vec::new());
+            }
+            assert_eq!(method, "HEAD");
+            let status = if s.blobs.contains_key(digest) {
+                StatusCode::OK
+            } else {
+                StatusCode::NOT_FOUND
+            };
+            return reply(status, &[], Vec::new());
+        }
+        if let Some(reference) = rest.strip_prefix("manifests/") {
+            assert_eq!(method, "PUT");
+            let media = parts.headers["content-type"].to_str().unwrap().to_owned();
+            let digest = format!("sha256:{:x}", Sha256::digest(&body));
+            s.manifests.insert(reference.to_owned(), (media, body));
+            return reply(
+                StatusCode::CREATED,
+                &[("docker-content-digest", digest)],
+                Vec::new(),
+            );
+        }
+        reply(StatusCode::NOT_FOUND, &[], Vec::new())
+    }
+
+    pub async fn start() -> Arc<Mutex<State>> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let state = Arc::new(Mutex::new(State {
+            port: listener.local_addr().unwrap().port(),
+            ..Default::default()
+        }));
+        let shared = state.clone();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let state = shared.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        let state = state.clone();
+                        async move { Ok::<_, std::convert::Infallible>(handle(state, req).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        state
+    }
+}
+
+#[tokio::test]
+async fn push_with_a_bearer_token_to_a_fake_registry() {
+    use ckpt_shim::image::push::{push, PushOptions};
+    let registry = fake_registry::start().await;
+    let port = registry.lock().unwrap().port;
+    let scratch = tempfile::tempdir().unwrap();
+    let name = ckpt_shim::image::Reference::parse(&format!("127.0.0.1:{port}/ckpt/x:v1")).unwrap();
+    let built = ckpt_shim::image::layout::build(
+        &fixture("containerd-2.1-suspect.tar.gz"),
+        &name,
+        &scratch.path().join("x.oci"),
+        false,
+    )
+    .unwrap();
+    let options = |password: &str| PushOptions {
+        plain_http: true,
+        username: Some("alice".into()),
+        password: Some(password.into()),
+    };
+    let bar = indicatif::ProgressBar::hidden();
+
+    // Wrong password: the token service refuses, and the push says so.
+    let e = push(&built, &name, options("wrong"), &bar)
+        .await
+        .unwrap_err();
+    assert!(format!("{e:#}").contains("token service refused"), "{e:#}");
+
+    let pushed = push(&built, &name, options("s3cret"), &bar).await.unwrap();
+    assert_eq!(pushed.reference, format!("{name}@{}", built.index.digest));
+    assert_eq!((pushed.blobs_uploaded, pushed.blobs_present), (2, 0));
+    {
+        let s = registry.lock().unwrap();
+        assert_eq!(s.scopes.last().unwrap(), "repository:ckpt/x:pull,push");
+        for d in [&built.layer, &built.config] {
+            let stored = &s.blobs[&d.digest];
+            assert_eq!(stored.len() as u64, d.size);
+            assert_eq!(
+                stored,
+                &std::fs::read(built.blob_path(&d.digest).unwrap()).unwrap()
+            );
+        }
+        let (media, manifest) = &s.manifests[&built.manifest.digest];
+        assert_eq!(media, ckpt_shim::image::MEDIA_MANIFEST);
+        assert_eq!(
+            manifest,
+            &std::fs::read(built.blob_path(&built.manifest.digest).unwrap()).unwrap()
+        );
+        let (media, index) = &s.manifests["v1"];
+        assert_eq!(media, ckpt_shim::image::MEDIA_INDEX);
+        assert_eq!(
+            index,
+            &std::fs::read(built.blob_path(&built.index.digest).unwrap()).unwrap()
+        );
+    }
+    // Again: the blobs are there already and are not sent twice.
+    let again = push(&built, &name, options("s3cret"), &bar).await.unwrap();
+    assert_eq!((again.blobs_uploaded, again.blobs_present), (0, 2));
+}
