@@ -25,6 +25,9 @@ use super::layout::Built;
 use super::{Descriptor, Reference};
 
 type Body = BoxBody<Bytes, std::io::Error>;
+
+/// For requests without a large body.
+const SHORT: Duration = Duration::from_secs(120);
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
 /// How to reach the registry.
@@ -90,8 +93,27 @@ pub fn credentials_in(json: &serde_json::Value, domain: &str) -> Option<(String,
     })
 }
 
+/// HTTPS (and HTTP) through rustls with the system's roots; plain HTTP alone when a
+/// plain-http push runs where no roots are installed.
+enum Transport {
+    Tls(Client<Connector, Body>),
+    Plain(Client<HttpConnector, Body>),
+}
+
+impl Transport {
+    async fn request(
+        &self,
+        request: Request<Body>,
+    ) -> Result<Response<Incoming>, hyper_util::client::legacy::Error> {
+        match self {
+            Transport::Tls(c) => c.request(request).await,
+            Transport::Plain(c) => c.request(request).await,
+        }
+    }
+}
+
 struct Registry {
-    client: Client<Connector, Body>,
+    client: Transport,
     base: String,
     repo: String,
     options: PushOptions,
@@ -186,15 +208,16 @@ async fn text(response: Response<Incoming>) -> String {
 
 impl Registry {
     fn new(target: &Reference, options: PushOptions) -> anyhow::Result<Registry> {
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()
-            .context("loading the system's TLS root certificates")?
-            .https_or_http()
-            .enable_http1()
-            .build();
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder.pool_idle_timeout(Duration::from_secs(30));
+        let client = match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
+            Ok(b) => Transport::Tls(builder.build(b.https_or_http().enable_http1().build())),
+            Err(_) if options.plain_http => Transport::Plain(builder.build(HttpConnector::new())),
+            Err(e) => {
+                return Err(anyhow::Error::new(e)
+                    .context("loading the system's TLS root certificates (ca-certificates)"))
+            }
+        };
         let scheme = if options.plain_http { "http" } else { "https" };
         Ok(Registry {
             client,
@@ -221,6 +244,7 @@ impl Registry {
         headers: &[(header::HeaderName, String)],
         body: Body,
         auth: Option<&str>,
+        timeout: Duration,
     ) -> anyhow::Result<Response<Incoming>> {
         let mut request = Request::builder().method(method.clone()).uri(url);
         for (k, v) in headers {
@@ -232,9 +256,9 @@ impl Registry {
         let request = request
             .body(body)
             .with_context(|| format!("bad URL {url}"))?;
-        tokio::time::timeout(Duration::from_secs(600), self.client.request(request))
+        tokio::time::timeout(timeout, self.client.request(request))
             .await
-            .with_context(|| format!("{method} {url}: no answer in 10 minutes"))?
+            .with_context(|| format!("{method} {url}: no answer in {} s", timeout.as_secs()))?
             .with_context(|| format!("{method} {url}"))
     }
 
@@ -270,7 +294,7 @@ impl Registry {
                 }
                 let basic = self.basic();
                 let answer = self
-                    .send_raw(Method::GET, &url, &[], empty(), basic.as_deref())
+                    .send_raw(Method::GET, &url, &[], empty(), basic.as_deref(), SHORT)
                     .await?;
                 let status = answer.status();
                 let body = text(answer).await;
@@ -299,6 +323,7 @@ impl Registry {
         url: &str,
         headers: &[(header::HeaderName, String)],
         body: F,
+        timeout: Duration,
     ) -> anyhow::Result<Response<Incoming>>
     where
         F: Fn() -> Fut,
@@ -311,6 +336,7 @@ impl Registry {
                 headers,
                 body().await?,
                 self.auth.clone().as_deref(),
+                timeout,
             )
             .await?;
         if answer.status() != StatusCode::UNAUTHORIZED {
@@ -336,6 +362,7 @@ impl Registry {
             headers,
             body().await?,
             self.auth.clone().as_deref(),
+            timeout,
         )
         .await
     }
@@ -347,7 +374,7 @@ impl Registry {
     async fn ping(&mut self) -> anyhow::Result<()> {
         let url = format!("{}/v2/", self.base);
         let answer = self
-            .send(Method::GET, &url, &[], || async { Ok(empty()) })
+            .send(Method::GET, &url, &[], || async { Ok(empty()) }, SHORT)
             .await
             .with_context(|| format!("cannot reach the registry at {}", self.base))?;
         let status = answer.status();
@@ -360,7 +387,7 @@ impl Registry {
     async fn has_blob(&mut self, digest: &str) -> anyhow::Result<bool> {
         let url = self.url(&format!("blobs/{digest}"));
         let answer = self
-            .send(Method::HEAD, &url, &[], || async { Ok(empty()) })
+            .send(Method::HEAD, &url, &[], || async { Ok(empty()) }, SHORT)
             .await?;
         Ok(answer.status().is_success())
     }
@@ -378,6 +405,7 @@ impl Registry {
                 &url,
                 &[(header::CONTENT_LENGTH, "0".into())],
                 || async { Ok(empty()) },
+                SHORT,
             )
             .await?;
         if answer.status() != StatusCode::ACCEPTED {
@@ -414,6 +442,8 @@ impl Registry {
                     bar.set_position(start);
                     file_body(path.clone(), bar.clone())
                 },
+                // The answer comes once the whole blob is sent: allow 256 KiB/s.
+                SHORT + Duration::from_secs(desc.size / (256 << 10)),
             )
             .await?;
         if answer.status() != StatusCode::CREATED {
@@ -447,6 +477,7 @@ impl Registry {
                     let data = data.clone();
                     async move { Ok(full(data)) }
                 },
+                SHORT,
             )
             .await?;
         let status = answer.status();
