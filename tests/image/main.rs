@@ -187,6 +187,40 @@ async fn import_and_push_on_containerd_1_6() {
     );
     layer_matches(&found, &archive, scratch.path(), "import").await;
 
+    // A checkpoint image with two layers is refused, saying why.
+    let two_layers = format!("localhost/ckpt-shim-test/two-layers:{unique}");
+    {
+        let mut m = manifest.clone();
+        let layer = m["layers"][0].clone();
+        m["layers"] = serde_json::json!([layer.clone(), layer]);
+        m["annotations"] = serde_json::json!({ CRIU_NAME: "suspect" });
+        let bytes = serde_json::to_vec(&m).unwrap();
+        let path = scratch.path().join("two-layers.json");
+        std::fs::write(&path, &bytes).unwrap();
+        let desc = ckpt_shim::image::Descriptor {
+            media_type: ckpt_shim::image::MEDIA_MANIFEST.into(),
+            digest: ckpt_shim::image::sha256_digest(&bytes),
+            size: bytes.len() as u64,
+            annotations: Default::default(),
+            platform: None,
+        };
+        let store = ckpt_shim::image::store::Store::new(channel.clone(), "k8s.io").unwrap();
+        store
+            .write_blob(
+                &desc,
+                &path,
+                Default::default(),
+                &indicatif::ProgressBar::hidden(),
+            )
+            .await
+            .unwrap();
+        store.put_image(&two_layers, &desc).await.unwrap();
+        let e = checkpoint_image(&channel, "k8s.io", &two_layers)
+            .await
+            .unwrap_err();
+        assert!(e.contains("has 2 layers"), "{e}");
+    }
+
     // --push, then CRI PullImage on the bed, and the pulled image is a checkpoint image.
     let pushed_name = format!("127.0.0.1:5000/ckpt-shim-test/suspect:push-{unique}");
     let out = cli(&[
@@ -234,7 +268,7 @@ async fn import_and_push_on_containerd_1_6() {
     ));
     layer_matches(&from_registry, &archive, scratch.path(), "pull").await;
 
-    for n in [&name, &pushed_name] {
+    for n in [&name, &pushed_name, &two_layers] {
         let _ = images
             .remove_image(RemoveImageRequest {
                 image: Some(ImageSpec {
