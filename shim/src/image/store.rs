@@ -663,17 +663,18 @@ async fn resolve(store: &Store, target: &Descriptor) -> Result<Resolved, String>
 /// an image's target or config) in containerd's image store and tells whether it is a
 /// checkpoint image: `Ok(None)` when it carries no checkpoint annotation of any scheme
 /// (CRI-O's or Podman's on the manifest, checkpointctl's/containerd's on the index,
-/// ckpt-shim's on either). A checkpoint image with more than one layer is an error.
+/// ckpt-shim's on either), and also when the store has no such image. A checkpoint image
+/// with more than one layer is an error, and so are unreadable blobs.
 pub async fn checkpoint_image(
     channel: &Channel,
     namespace: &str,
     image_ref: &str,
 ) -> Result<Option<CheckpointImage>, String> {
     let store = Store::new(channel.clone(), namespace)?;
+    // Not in the store: not a checkpoint image here; a proxy relays the call unchanged
+    // and the runtime answers with its own NotFound.
     let Some((name, target)) = find(&store, image_ref).await? else {
-        return Err(format!(
-            "containerd has no image {image_ref} in namespace {namespace}"
-        ));
+        return Ok(None);
     };
     let resolved = resolve(&store, &target).await?;
     let mut annotations = resolved.index_annotations;
