@@ -11,6 +11,9 @@ const CONTAINERD: &[&str] = &[
     "api/services/tasks/v1/tasks.proto",
     "api/services/snapshots/v1/snapshots.proto",
     "api/services/images/v1/images.proto",
+    "api/services/content/v1/content.proto",
+    "api/services/leases/v1/leases.proto",
+    "api/services/diff/v1/diff.proto",
     "api/types/runc/options/oci.proto",
 ];
 

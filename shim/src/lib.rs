@@ -28,6 +28,7 @@ pub mod cli;
 pub mod config;
 pub mod criu;
 pub mod grpc;
+pub mod image;
 pub mod inspect;
 pub mod logging;
 pub mod owned;

@@ -74,6 +74,11 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Checkpoint images: build an OCI image of a checkpoint archive, import or push it
+    Image {
+        #[command(subcommand)]
+        command: ckpt_shim::image::command::ImageCommand,
+    },
     /// The checkpoint audit log
     Audit {
         #[command(subcommand)]
@@ -206,6 +211,7 @@ fn main() -> ExitCode {
         Command::List(args) => ckpt_shim::inspect::list::run(args),
         Command::Memparse(args) => ckpt_shim::inspect::memparse::run(args),
         Command::Diff(args) => ckpt_shim::inspect::diff::run(args),
+        Command::Image { command } => ckpt_shim::image::command::run(command),
     }
 }
 
