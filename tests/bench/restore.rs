@@ -163,7 +163,10 @@ async fn ordinary_start(wrapper: &std::path::Path) {
         &[("CKPT_TESTBED_RUNC_WRAPPER", wrapper.to_str().unwrap())],
     );
     let without = Bed::up("1.6-splain");
-    let mut beds = [(&with, cri(&with.socket).await), (&without, cri(&without.socket).await)];
+    let mut beds = [
+        (&with, cri(&with.socket).await),
+        (&without, cri(&without.socket).await),
+    ];
     let mut pods = Vec::new();
     for (bed, c) in beds.iter_mut() {
         pods.push(pod(c, bed, "start-bench", "bench").await);

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bed::*;
+use ckpt_shim::api::cri::image_service_client::ImageServiceClient;
 use ckpt_shim::api::cri::*;
 use tonic::Code;
 
@@ -758,4 +759,103 @@ async fn archives_cross_engines_through_the_shim() {
 
     let (from_16, at_16) = checkpointed(&mut a, &node_16, &dirs, &shim_16, "from-1.6.tar").await;
     restore_and_check(&mut b, &node_21, &from_16, at_16, "shim 1.6 archive on 2.1").await;
+}
+
+/// Migration: node A checkpoints through its shim, `ckpt-shim image build --push` sends the
+/// checkpoint to the registry, node B pulls it through its shim as kubelet would and creates
+/// a container naming it (by id, as kubelet does): the process goes on there.
+#[tokio::test]
+async fn migration_through_a_registry() {
+    if let Some(why) = skip() {
+        say(&format!("migration: skipped: {why}"));
+        return;
+    }
+    let w = wrapper();
+    let vars = [("CKPT_TESTBED_RUNC_WRAPPER", w.to_str().unwrap())];
+    let (node_a, node_b) = (Bed::up_with("1.6-ma", &vars), Bed::up_with("1.7-mb", &vars));
+    let (dirs_a, dirs_b) = (Dirs::new(), Dirs::new());
+    let shim_a = shim(&node_a, &dirs_a, &restore_section(&dirs_a, "")).await;
+    let shim_b = shim(&node_b, &dirs_b, &restore_section(&dirs_b, "")).await;
+    let mut a = cri(&shim_a.socket).await;
+    let (archive, at) = checkpointed(&mut a, &node_a, &dirs_a, &shim_a, "migrate.tar").await;
+
+    let name = format!(
+        "127.0.0.1:5000/ckpt-shim-test/migrate:{}",
+        std::process::id()
+    );
+    let out = std::process::Command::new(ckpt_shim_tests::shim::binary())
+        .args(["image", "build"])
+        .arg(&archive)
+        .args([&name, "--push", "--plain-http"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "image build --push: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut images =
+        ImageServiceClient::new(ckpt_shim_tests::raw::channel(&shim_b.socket).await.unwrap());
+    let pulled = images
+        .pull_image(PullImageRequest {
+            image: Some(ImageSpec {
+                image: name.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("PullImage of the checkpoint image on node B: {e:?}"))
+        .into_inner()
+        .image_ref;
+    let mut b = cri(&shim_b.socket).await;
+    let pod_b = pod(&mut b, &node_b, "migrated-pod", "ckpt-test").await;
+    let t = std::time::Instant::now();
+    let id = b
+        .create_container(request(&pod_b, "counter", &pulled))
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "CreateContainer of the checkpoint image on node B: {e:?}\n{}",
+                shim_b.logs()
+            )
+        })
+        .into_inner()
+        .container_id;
+    b.start_container(StartContainerRequest {
+        container_id: id.clone(),
+    })
+    .await
+    .unwrap_or_else(|e| panic!("StartContainer on node B: {e:?}\n{}", shim_b.logs()));
+    let first = count(&mut b, &id).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let later = count(&mut b, &id).await;
+    say(&format!(
+        "migration 1.6 -> registry -> 1.7: {at} at the checkpoint on A, {first} then {later} on B ({:?} for create + start)",
+        t.elapsed()
+    ));
+    assert!(
+        first >= at && later > first,
+        "the process goes on on node B"
+    );
+    assert_eq!(
+        exec(&mut b, &id, &["cat", "/kept.txt"]).await,
+        (0, "kept".into())
+    );
+    assert_eq!(exec(&mut b, &id, &["test", "-e", "/bin/pidof"]).await.0, 1);
+    let audit = std::fs::read_to_string(dirs_b.audit()).unwrap();
+    let last: serde_json::Value = serde_json::from_str(audit.lines().last().unwrap()).unwrap();
+    assert_eq!(last["result"], "succeeded", "{last}");
+    assert!(
+        last["location"].as_str().unwrap().starts_with(&name),
+        "{last}"
+    );
+    // An ordinary image is not taken for a checkpoint: a plain container starts as usual.
+    let (plain, _) = container(&mut b, &node_b, &pod_b, "plain", "sleep 600", &[]).await;
+    assert_eq!(
+        state(&mut b, &plain).await,
+        ContainerState::ContainerRunning as i32
+    );
+    remove_pod(&mut b, &pod_b).await;
 }

@@ -45,18 +45,25 @@ use plan::{Plan, ANNOTATION};
 pub const OPERATOR_ANNOTATION: &str = "restore.criu.org/checkpoint-path.";
 
 /// Where the checkpoint comes from.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum Source {
     Archive(PathBuf),
+    /// A checkpoint image in containerd's store (pulled by kubelet like any image).
+    Image(Box<crate::image::CheckpointImage>),
 }
 
 impl Source {
     fn describe(&self) -> String {
         match self {
             Source::Archive(p) => p.display().to_string(),
+            Source::Image(i) => format!("{}@{}", i.name, i.manifest_digest),
         }
     }
 }
+
+/// Image ids known not to be checkpoint images. An id is a content digest, so the answer
+/// never changes; ordinary CreateContainers then cost one ImageStatus.
+const PLAIN_IMAGES_KEPT: usize = 4096;
 
 /// A restore the shim is carrying between CreateContainer and StartContainer.
 #[derive(Debug, Clone)]
@@ -93,6 +100,10 @@ pub struct Restorer {
     images: ImageClient,
     audit: Option<Arc<AuditLog>>,
     tracked: Mutex<HashMap<String, Tracked>>,
+    /// containerd's API (checkpoint images live in its content store).
+    containerd: tonic::transport::Channel,
+    containerd_namespace: String,
+    plain_images: Mutex<std::collections::HashSet<String>>,
 }
 
 fn runtime_error(e: tonic::Status, context: &str) -> Status {
@@ -108,6 +119,9 @@ impl Restorer {
             images: crate::runtime::images(&config.runtime_endpoint),
             audit,
             tracked: Mutex::default(),
+            containerd: crate::runtime::channel(&config.runtime_endpoint),
+            containerd_namespace: config.checkpoint.containerd_namespace.clone(),
+            plain_images: Mutex::default(),
         };
         r.recover();
         Arc::new(r)
@@ -160,6 +174,9 @@ impl Restorer {
         if image.starts_with('/') {
             return Ok(Some(Source::Archive(PathBuf::from(image))));
         }
+        if let Some(image) = self.checkpoint_image(image).await? {
+            return Ok(Some(Source::Image(Box::new(image))));
+        }
         if self.settings.operator_annotations {
             let name = config
                 .and_then(|c| c.metadata.as_ref())
@@ -173,6 +190,61 @@ impl Restorer {
             }
         }
         Ok(None)
+    }
+
+    /// The checkpoint image `image` names, if it is one. kubelet names images by id; the
+    /// runtime's ImageStatus turns a name or id into the id and names containerd knows.
+    async fn checkpoint_image(
+        &self,
+        image: &str,
+    ) -> Result<Option<crate::image::CheckpointImage>, Status> {
+        if image.is_empty() {
+            return Ok(None);
+        }
+        let found = self
+            .images
+            .clone()
+            .image_status(ImageStatusRequest {
+                image: Some(ImageSpec {
+                    image: image.to_owned(),
+                    ..Default::default()
+                }),
+                verbose: false,
+            })
+            .await
+            .map_err(|e| runtime_error(e, "ImageStatus of the container's image"))?
+            .into_inner()
+            .image;
+        // Not on the node: the runtime answers CreateContainer itself.
+        let Some(found) = found else {
+            return Ok(None);
+        };
+        let plain = || self.plain_images.lock().unwrap_or_else(|e| e.into_inner());
+        if plain().contains(&found.id) {
+            return Ok(None);
+        }
+        let name = found
+            .repo_tags
+            .first()
+            .or(found.repo_digests.first())
+            .cloned()
+            .unwrap_or_else(|| found.id.clone());
+        let checkpoint =
+            crate::image::checkpoint_image(&self.containerd, &self.containerd_namespace, &name)
+                .await
+                .map_err(|why| {
+                    Status::invalid_argument(format!(
+                        "image {image} is a broken checkpoint image: {why}"
+                    ))
+                })?;
+        if checkpoint.is_none() {
+            let mut plain = plain();
+            if plain.len() >= PLAIN_IMAGES_KEPT {
+                plain.clear();
+            }
+            plain.insert(found.id);
+        }
+        Ok(checkpoint)
     }
 
     async fn sandbox(&self, id: &str) -> Result<SandboxView, Status> {
@@ -251,26 +323,41 @@ impl Restorer {
         name: &str,
         record: &mut Record,
     ) -> Result<(Option<PathBuf>, Vec<u8>), Status> {
-        let Source::Archive(path) = source;
-        let archive = self.confined(path)?;
         let sandbox = self.sandbox(&request.pod_sandbox_id).await?;
         record.pod = sandbox.name.clone();
         record.namespace = sandbox.namespace.clone();
 
         let dir = self.new_staging_dir()?;
+        let guard = RemoveOnDrop(Some(dir.clone()));
+        let archive = match source {
+            Source::Archive(path) => self.confined(path)?,
+            Source::Image(image) => {
+                // The layer holds the archive's members: it is read as an archive. The
+                // content store checked its digest against the manifest.
+                let layer = dir.join("image-layer");
+                image.fetch_layer(&layer).await.map_err(|why| {
+                    Status::internal(format!("reading checkpoint image {}: {why}", image.name))
+                })?;
+                layer
+            }
+        };
         let staged = {
             let (archive, dir, limits) = (archive.clone(), dir.clone(), self.limits());
             tokio::task::spawn_blocking(move || stage::stage(&archive, &dir, &limits))
                 .await
                 .map_err(|e| Status::internal(format!("the staging task failed: {e}")))?
         };
-        let guard = RemoveOnDrop(Some(dir.clone()));
+        if let Source::Image(_) = source {
+            let _ = std::fs::remove_file(&archive);
+        }
         let staged = staged.map_err(|why| {
             Status::invalid_argument(format!("checkpoint archive refused: {why}"))
         })?;
         record.sha256 = staged.sha256.clone();
         record.size = staged.size;
-        self.check_sidecar(&archive, &staged)?;
+        if let Source::Archive(_) = source {
+            self.check_sidecar(&archive, &staged)?;
+        }
         self.check_namespace(&staged, &sandbox)?;
         check_mounts(&staged, request)?;
 
@@ -294,9 +381,12 @@ impl Restorer {
         let plan = Plan {
             sandbox_id: request.pod_sandbox_id.clone(),
             container_name: name.to_owned(),
-            source: archive.display().to_string(),
+            source: source.describe(),
             watchdog_seconds: self.settings.watchdog_seconds,
-            criu_options: criu_options(&archive),
+            criu_options: match source {
+                Source::Archive(_) => criu_options(&archive),
+                Source::Image(_) => Vec::new(),
+            },
         };
         write_private(
             &plan::plan_path(&dir),
