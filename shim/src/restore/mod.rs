@@ -341,6 +341,7 @@ impl Restorer {
                 layer
             }
         };
+        let t_stage = Instant::now();
         let staged = {
             let (archive, dir, limits) = (archive.clone(), dir.clone(), self.limits());
             tokio::task::spawn_blocking(move || stage::stage(&archive, &dir, &limits))
@@ -353,6 +354,13 @@ impl Restorer {
         let staged = staged.map_err(|why| {
             Status::invalid_argument(format!("checkpoint archive refused: {why}"))
         })?;
+        tracing::info!(
+            source = %source.describe(),
+            bytes = staged.size,
+            ms = t_stage.elapsed().as_millis() as u64,
+            skipped = ?staged.skipped,
+            "checkpoint unpacked and checked"
+        );
         record.sha256 = staged.sha256.clone();
         record.size = staged.size;
         if let Source::Archive(_) = source {

@@ -147,6 +147,9 @@ pub fn stage(archive: &Path, dest: &Path, limits: &Limits) -> Result<Staged, Str
     let shown = archive.display();
     let mut file = File::open(archive).map_err(|e| format!("{shown}: {e}"))?;
     let compression = source::sniff(&mut file).map_err(|e| format!("{shown}: {e}"))?;
+    if compression == Compression::None {
+        return stage_plain(archive, file, dest, limits);
+    }
     // A dup shares the file offset: after the tar ends, it reads the trailing padding the
     // decoder left, so the digest covers the whole file.
     let rest = file.try_clone().map_err(|e| format!("{shown}: {e}"))?;
@@ -181,6 +184,95 @@ pub fn stage(archive: &Path, dest: &Path, limits: &Limits) -> Result<Staged, Str
     Ok(staged)
 }
 
+/// A plain tar: members are copied file to file inside the kernel (`copy_file_range`, no
+/// pass through this process), while another thread hashes the archive; the tar is walked
+/// by seeking over member data.
+fn stage_plain(archive: &Path, file: File, dest: &Path, limits: &Limits) -> Result<Staged, String> {
+    let shown = archive.display().to_string();
+    // The digest and the copies come from two reads of the file: it must not change in
+    // between (size, modification and change times, inode).
+    let identity = |f: &File| {
+        f.metadata().map(|m| {
+            use std::os::unix::fs::MetadataExt;
+            (
+                m.len(),
+                m.mtime(),
+                m.mtime_nsec(),
+                m.ctime(),
+                m.ctime_nsec(),
+                m.ino(),
+            )
+        })
+    };
+    let before = identity(&file).map_err(|e| format!("{shown}: {e}"))?;
+    let mut hashed = File::open(archive).map_err(|e| format!("{shown}: {e}"))?;
+    if identity(&hashed).map_err(|e| format!("{shown}: {e}"))? != before {
+        return Err(format!("{shown} changed while it was being read"));
+    }
+    // Set when the archive is refused: the digest is no longer needed.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = stop.clone();
+    let hasher = std::thread::Builder::new()
+        .name("archive-sha256".into())
+        .spawn(move || -> io::Result<(String, u64)> {
+            let mut h = Sha256::new();
+            let mut buf = vec![0u8; 1 << 20];
+            let mut size = 0u64;
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                match hashed.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        h.update(&buf[..n]);
+                        size += n as u64;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok((format!("{:x}", h.finalize()), size))
+        })
+        .map_err(|e| format!("cannot start the hashing thread: {e}"))?;
+    let source = file.try_clone().map_err(|e| format!("{shown}: {e}"))?;
+    let mut tar = tar::Archive::new(file);
+    let unpacked = tar
+        .entries_with_seek()
+        .map_err(|e| e.to_string())
+        .and_then(|entries| unpack_entries(entries, dest, limits, Some(&source)));
+    if unpacked.is_err() {
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    let hash = hasher
+        .join()
+        .map_err(|_| "the hashing thread panicked".to_owned())?
+        .map_err(|e| format!("{shown}: {e}"));
+    let mut staged = unpacked.map_err(|e| format!("{shown}: {e}"))?;
+    (staged.sha256, staged.size) = hash?;
+    if identity(&source).map_err(|e| format!("{shown}: {e}"))? != before {
+        return Err(format!("{shown} changed while it was being read"));
+    }
+    if let Some(diff) = Some(dest.join("rootfs-diff.tar")).filter(|p| p.exists()) {
+        staged.rootfs = Some(super::rootfs::check(&diff, limits.max_member_bytes)?);
+    }
+    Ok(staged)
+}
+
+/// Copies `len` bytes at `offset` of `from` into `to`, in the kernel.
+fn copy_range(from: &File, offset: u64, len: u64, to: &File) -> io::Result<u64> {
+    use std::os::fd::AsFd;
+    let mut off = offset as i64;
+    let mut done = 0u64;
+    while done < len {
+        let want = (len - done).min(1 << 30) as usize;
+        let n = nix::fcntl::copy_file_range(from.as_fd(), Some(&mut off), to.as_fd(), None, want)
+            .map_err(io::Error::from)?;
+        if n == 0 {
+            break; // the archive ends early: the caller reports the truncation
+        }
+        done += n as u64;
+    }
+    Ok(done)
+}
+
 /// Files a restore uses, at the archive's top level.
 const TOP_LEVEL: &[&str] = &[
     "config.dump",
@@ -198,11 +290,23 @@ const JSON: &[&str] = &["config.dump", "spec.dump", "status.dump", "deleted.file
 
 fn unpack(reader: impl Read, dest: &Path, limits: &Limits) -> Result<Staged, String> {
     let mut archive = tar::Archive::new(reader);
+    let entries = archive.entries().map_err(|e| e.to_string())?;
+    unpack_entries(entries, dest, limits, None)
+}
+
+/// Checks and writes the members; with `in_place`, member data is copied from that file
+/// (a plain tar) at the member's offset instead of read through the entries.
+fn unpack_entries<R: Read>(
+    entries: tar::Entries<'_, R>,
+    dest: &Path,
+    limits: &Limits,
+    in_place: Option<&File>,
+) -> Result<Staged, String> {
     let mut seen = HashSet::new();
     let mut skipped = Vec::new();
     let mut total = 0u64;
     std::fs::create_dir(dest.join(IMAGES_DIR)).map_err(|e| format!("staging: {e}"))?;
-    for (index, entry) in archive.entries().map_err(|e| e.to_string())?.enumerate() {
+    for (index, entry) in entries.enumerate() {
         let mut entry = entry.map_err(|e| format!("bad tar entry after member {index}: {e}"))?;
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let name = members::normalise(&raw).map_err(|e| e.to_string())?;
@@ -254,8 +358,11 @@ fn unpack(reader: impl Read, dest: &Path, limits: &Limits) -> Result<Staged, Str
             .mode(0o600)
             .open(dest.join(&name))
             .map_err(|e| format!("staging {name}: {e}"))?;
-        let copied = crate::archive::pages::copy_big(&mut entry, &mut out)
-            .map_err(|e| format!("member {name:?}: {e}"))?;
+        let copied = match in_place {
+            Some(src) => copy_range(src, entry.raw_file_position(), size, &out),
+            None => crate::archive::pages::copy_big(&mut entry, &mut out),
+        }
+        .map_err(|e| format!("member {name:?}: {e}"))?;
         if copied != size {
             return Err(format!(
                 "member {name:?} is truncated: {copied} of {size} bytes"
