@@ -859,3 +859,85 @@ async fn migration_through_a_registry() {
     );
     remove_pod(&mut b, &pod_b).await;
 }
+
+/// The checkpoint-restore-operator's convention (restore.operator_annotations): the pod's
+/// `restore.criu.org/checkpoint-path.<container>` annotation names the archive, the
+/// container names an ordinary image. The same confinement applies.
+#[tokio::test]
+async fn operator_sandbox_annotation_restores() {
+    if let Some(why) = skip() {
+        say(&format!("operator annotation: skipped: {why}"));
+        return;
+    }
+    let w = wrapper();
+    let bed = Bed::up_with(
+        "1.6-op",
+        &[("CKPT_TESTBED_RUNC_WRAPPER", w.to_str().unwrap())],
+    );
+    let dirs = Dirs::new();
+    let shim = shim(
+        &bed,
+        &dirs,
+        &restore_section(&dirs, "operator_annotations = true"),
+    )
+    .await;
+    let mut cri = cri(&shim.socket).await;
+    let (archive, at) = checkpointed(&mut cri, &bed, &dirs, &shim, "op.tar").await;
+    let outside = dirs.root.path().join("outside.tar");
+    std::fs::copy(&archive, &outside).unwrap();
+
+    for (path, ok) in [(outside, false), (archive, true)] {
+        let mut p = pod(&mut cri, &bed, "annotated-pod", "ckpt-test").await;
+        // The annotation is the sandbox's: a new sandbox carries it.
+        remove_pod(&mut cri, &p).await;
+        p.config.annotations.insert(
+            "restore.criu.org/checkpoint-path.counter".into(),
+            path.display().to_string(),
+        );
+        p.id = cri
+            .run_pod_sandbox(RunPodSandboxRequest {
+                config: Some(p.config.clone()),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+        let created = cri
+            .create_container(request(&p, "counter", bed.var("BUSYBOX_IMAGE")))
+            .await;
+        if !ok {
+            let e = created
+                .expect_err("an annotation naming an archive outside the allowed directories");
+            assert_eq!(e.code(), Code::PermissionDenied, "{}", e.message());
+            remove_pod(&mut cri, &p).await;
+            continue;
+        }
+        let id = created
+            .unwrap_or_else(|e| {
+                panic!(
+                    "CreateContainer with the operator annotation: {e:?}\n{}",
+                    shim.logs()
+                )
+            })
+            .into_inner()
+            .container_id;
+        cri.start_container(StartContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .unwrap();
+        let now = count(&mut cri, &id).await;
+        say(&format!(
+            "operator annotation: {at} at the checkpoint, {now} after restore"
+        ));
+        assert!(now >= at, "restored, not started fresh");
+        // Another container of that pod with another name is an ordinary container.
+        let (plain, _) = container(&mut cri, &bed, &p, "sidecar", "sleep 600", &[]).await;
+        assert_eq!(
+            state(&mut cri, &plain).await,
+            ContainerState::ContainerRunning as i32
+        );
+        remove_pod(&mut cri, &p).await;
+    }
+}
