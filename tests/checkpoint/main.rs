@@ -56,6 +56,14 @@ async fn scenario(instance: &str, engine: &str) {
     })
     .await;
 
+    // The capability is detected at start, not at the first checkpoint.
+    wait_for(
+        "capability detection at start",
+        Duration::from_secs(10),
+        || shim.logs().contains("checkpoint capability detected"),
+    )
+    .await;
+
     // The checkpoint, and what it must produce.
     let location = dirs.archives().join("counter.tar");
     let started = std::time::Instant::now();
@@ -337,6 +345,21 @@ async fn large(instance: &str) {
         ContainerState::ContainerRunning as i32
     );
 
+    // containerd 2.x goes on with the timed-out call until its killed dump returns; the shim
+    // keeps the container claimed until then, so the next checkpoint cannot trip over
+    // containerd's staging directory (it is answered ABORTED meanwhile).
+    let staging = Path::new(bed.var("CONTAINERD_ROOT"))
+        .join("io.containerd.grpc.v1.cri/containers")
+        .join(&id)
+        .join("ctrd-checkpoint");
+    wait_for(
+        "containerd's timed-out checkpoint to end",
+        Duration::from_secs(120),
+        || !staging.exists(),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
     // SIGKILL mid-checkpoint.
     let killed = dirs.archives().join("killed.tar");
     let socket = shim.socket.clone();
@@ -379,10 +402,6 @@ async fn large(instance: &str) {
     // containerd 2.x goes on with the dead call's checkpoint on its own and stages it in a
     // directory per container that a second checkpoint would share: wait for it to finish
     // (a restarted shim cannot know about the runtime's orphaned work).
-    let staging = Path::new(bed.var("CONTAINERD_ROOT"))
-        .join("io.containerd.grpc.v1.cri/containers")
-        .join(&id)
-        .join("ctrd-checkpoint");
     wait_for(
         "containerd's orphaned checkpoint to finish",
         Duration::from_secs(120),
@@ -540,4 +559,155 @@ async fn shim_archive_from_1_6_restores_on_containerd_2_1() {
         "the restored counter goes on ({first} -> {later})"
     );
     remove_pod(&mut b, &pod_b).await;
+}
+
+/// A counter holding an established TCP connection to a listener in the same container
+/// (host network, so the port is picked per run).
+fn tcp_counter(port: u16) -> String {
+    format!(
+        "sleep 100000 | nc -l -p {port} > /dev/null & sleep 0.3; (while true; do echo ping; sleep 0.2; done) | nc 127.0.0.1 {port} & i=0; while true; do i=$((i+1)); echo $i; echo $i > /tmp/count; sleep 0.1; done"
+    )
+}
+
+/// CRIU options by annotation, with a real CRIU failure beside them: without
+/// `tcp-established` CRIU refuses the established connection (INTERNAL with CRIU's reason
+/// and its kept log, nothing at the location, the container running on); with the option
+/// allowed the same container checkpoints and the archive holds the connection; an option
+/// the node does not allow is PERMISSION_DENIED. Then a full disk: RESOURCE_EXHAUSTED and
+/// nothing left.
+#[tokio::test]
+async fn criu_options_criu_failure_and_full_disk_on_containerd_1_6() {
+    if let Some(why) = skip() {
+        say(&format!("CRIU options: skipped: {why}"));
+        return;
+    }
+    let bed = Bed::up("1.6-tcp");
+    let dirs = Dirs::new();
+    let shim = shim(&bed, &dirs, "allowed_criu_options = [\"tcp-established\"]").await;
+    let mut cri = cri(&shim.socket).await;
+    let pod = pod(&mut cri, &bed, "tcp-pod", "ckpt-test").await;
+    let base = 20000 + (std::process::id() % 20000) as u16;
+    let annotation = (
+        ckpt_shim::checkpoint::policy::CRIU_OPTIONS_ANNOTATION,
+        "tcp-established",
+    );
+    let (with, with_log) = container(
+        &mut cri,
+        &bed,
+        &pod,
+        "with",
+        &tcp_counter(base),
+        &[annotation],
+    )
+    .await;
+    let (without, without_log) =
+        container(&mut cri, &bed, &pod, "without", &tcp_counter(base + 1), &[]).await;
+    wait_for("both counters", Duration::from_secs(10), || {
+        counts(&with_log).len() >= 5 && counts(&without_log).len() >= 5
+    })
+    .await;
+
+    // No option: CRIU's own refusal comes back.
+    let refused = dirs.archives().join("without.tar");
+    let e = checkpoint(&mut cri, &without, &refused, 60)
+        .await
+        .unwrap_err();
+    say(&format!(
+        "without tcp-established: {:?} {}",
+        e.code(),
+        e.message()
+    ));
+    assert_eq!(e.code(), Code::Internal, "{}", e.message());
+    assert!(
+        e.message().to_lowercase().contains("tcp"),
+        "CRIU's reason: {}",
+        e.message()
+    );
+    let kept = dirs.root.path().join("failed");
+    assert!(
+        std::fs::read_dir(&kept).map(|d| d.count()).unwrap_or(0) > 0,
+        "the CRIU log is kept in {}",
+        kept.display()
+    );
+    assert!(!refused.exists());
+    assert!(dot_files(&dirs.archives()).is_empty());
+    let n = counts(&without_log).len();
+    wait_for(
+        "the refused container going on",
+        Duration::from_secs(5),
+        || counts(&without_log).len() > n + 2,
+    )
+    .await;
+
+    // The option, allowed: the connection is in the archive.
+    let archive = dirs.archives().join("with.tar");
+    checkpoint(&mut cri, &with, &archive, 60)
+        .await
+        .unwrap_or_else(|e| panic!("checkpoint with tcp-established: {e:?}\n{}", shim.logs()));
+    let sidecar: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dirs.archives().join("with.tar.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        sidecar["criu_options"],
+        serde_json::json!(["tcp-established"])
+    );
+    let out = std::process::Command::new(ckpt_shim_tests::shim::binary())
+        .args(["inspect", "--sockets", "--format", "json"])
+        .arg(&archive)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("\"ESTABLISHED\"") && text.contains(&format!("127.0.0.1:{base}")),
+        "the established connection is in the checkpoint: {text}"
+    );
+    assert_eq!(
+        state(&mut cri, &with).await,
+        ContainerState::ContainerRunning as i32
+    );
+
+    // An option the node does not allow.
+    let (locks, _) = container(
+        &mut cri,
+        &bed,
+        &pod,
+        "locks",
+        "sleep 600",
+        &[(
+            ckpt_shim::checkpoint::policy::CRIU_OPTIONS_ANNOTATION,
+            "file-locks",
+        )],
+    )
+    .await;
+    let e = checkpoint(&mut cri, &locks, &dirs.archives().join("locks.tar"), 60)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{}", e.message());
+
+    // A full disk: a 256 KiB tmpfs below the allowed directory.
+    let small = dirs.archives().join("small");
+    std::fs::create_dir(&small).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(&small)
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    let e = checkpoint(&mut cri, &with, &small.join("full.tar"), 60)
+        .await
+        .unwrap_err();
+    say(&format!("full disk: {:?} {}", e.code(), e.message()));
+    let left: Vec<_> = std::fs::read_dir(&small)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    let _ = std::process::Command::new("umount").arg(&small).status();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{}", e.message());
+    assert!(left.is_empty(), "nothing left on the full disk: {left:?}");
+    assert_eq!(
+        state(&mut cri, &with).await,
+        ContainerState::ContainerRunning as i32
+    );
+    remove_pod(&mut cri, &pod).await;
 }

@@ -216,7 +216,14 @@ async fn import_and_push_on_containerd_1_6() {
             .await
             .unwrap();
         store.put_image(&two_layers, &desc).await.unwrap();
-        let e = checkpoint_image(&channel, "k8s.io", &two_layers)
+        // Found as a checkpoint image (so a restore is refused with the reason rather than
+        // the image run as an ordinary one), but its layer cannot be taken.
+        let image = checkpoint_image(&channel, "k8s.io", &two_layers)
+            .await
+            .unwrap()
+            .expect("a checkpoint image");
+        let e = image
+            .fetch_layer(&scratch.path().join("never"))
             .await
             .unwrap_err();
         assert!(e.contains("has 2 layers"), "{e}");

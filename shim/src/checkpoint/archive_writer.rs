@@ -41,6 +41,45 @@ struct Hashing<W> {
     next_deadline_check: u64,
 }
 
+/// Files at least this big are copied in the kernel.
+const IN_KERNEL_MIN: u64 = 1 << 20;
+
+impl<W> Hashing<W> {
+    /// The size limit and the deadline, for `more` bytes about to be added.
+    fn check(&mut self, more: u64) -> io::Result<()> {
+        if let Some(limit) = self.limit {
+            if self.size + more > limit {
+                return Err(io::Error::other(Abort::TooLarge(limit)));
+            }
+        }
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(io::Error::other(Abort::Deadline));
+        }
+        Ok(())
+    }
+}
+
+/// Copies up to `len` bytes from `from`'s start to `to`'s current offset, in 64 MiB steps
+/// with the deadline checked between them. Returns how many were copied.
+fn copy_in_kernel(from: &File, to: &File, len: u64, deadline: Option<Instant>) -> io::Result<u64> {
+    use std::os::fd::AsFd;
+    let mut off = 0i64;
+    let mut done = 0u64;
+    while done < len {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(io::Error::other(Abort::Deadline));
+        }
+        let want = (len - done).min(64 << 20) as usize;
+        let n = nix::fcntl::copy_file_range(from.as_fd(), Some(&mut off), to.as_fd(), None, want)
+            .map_err(io::Error::from)?;
+        if n == 0 {
+            break;
+        }
+        done += n as u64;
+    }
+    Ok(done)
+}
+
 impl<W: Write> Write for Hashing<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if let Some(limit) = self.limit {
@@ -155,19 +194,88 @@ impl ArchiveWriter {
         self.builder().append_data(&mut h, name, reader)
     }
 
+    /// Streams in a file that no longer changes (a CRIU image). Big ones are copied file to
+    /// file inside the kernel (`copy_file_range`) while another thread hashes the same bytes
+    /// from the source: the data never passes through this process's buffers.
+    pub fn add_image(&mut self, name: &str, path: &Path) -> io::Result<()> {
+        let size = std::fs::metadata(path)?.len();
+        if size < IN_KERNEL_MIN {
+            return self.add_file(name, path);
+        }
+        let mut h = self.header(tar::EntryType::Regular, size, 0o600);
+        h.set_path(name)?;
+        h.set_cksum();
+        let hashing = self.builder().get_mut();
+        hashing.write_all(h.as_bytes())?;
+        hashing.check(size)?;
+        hashing.inner.flush()?;
+        let source = File::open(path)?;
+        let mut hashed_source = File::open(path)?;
+        let (hasher, out, deadline) = (
+            &mut hashing.hasher,
+            hashing.inner.get_ref(),
+            hashing.deadline,
+        );
+        let copied = std::thread::scope(|scope| -> io::Result<u64> {
+            let reader = scope.spawn(move || -> io::Result<u64> {
+                let mut buf = vec![0u8; 1 << 20];
+                let mut done = 0u64;
+                while done < size {
+                    let want = buf.len().min((size - done) as usize);
+                    let n = hashed_source.read(&mut buf[..want])?;
+                    if n == 0 {
+                        break;
+                    }
+                    hasher.update(&buf[..n]);
+                    done += n as u64;
+                }
+                Ok(done)
+            });
+            let copied = copy_in_kernel(&source, out, size, deadline);
+            let hashed = reader
+                .join()
+                .map_err(|_| io::Error::other("the hashing thread panicked"))??;
+            let copied = copied?;
+            if hashed != copied {
+                return Err(io::Error::other(format!(
+                    "{} changed while it was archived",
+                    path.display()
+                )));
+            }
+            Ok(copied)
+        })?;
+        hashing.size += copied;
+        // A file that shrank is padded with zeros, as add_file does; then the tar padding.
+        let pad = (size - copied) as usize + ((512 - size % 512) % 512) as usize;
+        hashing.write_all(&vec![0u8; pad])?;
+        Ok(())
+    }
+
     /// Ends the tar stream, makes it durable and gives it its final name.
     pub fn finish(mut self) -> io::Result<Written> {
         let tar = self.tar.take().expect("finish runs once");
-        let hashing = tar.into_inner()?;
-        let file = hashing.inner.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&self.temp, &self.location)?;
-        sync_dir(&self.location);
-        Ok(Written {
-            sha256: hex(&hashing.hasher.finalize()),
-            size: hashing.size,
-        })
+        let finished = (|| {
+            let hashing = tar.into_inner()?;
+            let file = hashing.inner.into_inner().map_err(|e| e.into_error())?;
+            file.sync_all()?;
+            drop(file);
+            std::fs::rename(&self.temp, &self.location)?;
+            Ok(Written {
+                sha256: hex(&hashing.hasher.finalize()),
+                size: hashing.size,
+            })
+        })();
+        match finished {
+            Ok(written) => {
+                sync_dir(&self.location);
+                Ok(written)
+            }
+            Err(e) => {
+                // The last flush or the fsync can fail (a full disk): nothing stays behind.
+                let _ = std::fs::remove_file(&self.temp);
+                Err(e)
+            }
+        }
     }
 }
 

@@ -179,7 +179,7 @@ pub async fn run(
             if name == "stats-dump" {
                 continue;
             }
-            w.add_file(&format!("checkpoint/{name}"), &f.path())
+            w.add_image(&format!("checkpoint/{name}"), &f.path())
                 .map_err(fail)?;
         }
         let written = w.finish().map_err(fail)?;

@@ -74,8 +74,8 @@ pub struct Checkpointer {
     pub(crate) images: crate::runtime::ImageClient,
     pub(crate) containerd: Containerd,
     /// The shim's own connection for pass-through checkpoints, so one survives its caller.
-    pub(crate) upstream: Upstream,
-    busy: Mutex<HashSet<String>>,
+    pub(crate) upstream: Arc<Upstream>,
+    busy: Arc<Mutex<HashSet<String>>>,
     detected: tokio::sync::Mutex<Option<Detected>>,
     audit: Option<Arc<AuditLog>>,
 }
@@ -102,8 +102,11 @@ impl Checkpointer {
             cri: crate::runtime::cri(&config.runtime_endpoint),
             images: crate::runtime::images(&config.runtime_endpoint),
             containerd,
-            upstream: Upstream::new(config.runtime_endpoint.clone(), config.connect_timeout),
-            busy: Mutex::default(),
+            upstream: Arc::new(Upstream::new(
+                config.runtime_endpoint.clone(),
+                config.connect_timeout,
+            )),
+            busy: Arc::default(),
             detected: tokio::sync::Mutex::new(None),
             audit: settings
                 .audit_log
@@ -209,6 +212,19 @@ impl Checkpointer {
         }
     }
 
+    /// Detects the capability at once, then again after every new connection to the runtime
+    /// (it may have been restarted or upgraded), so the first checkpoint does not pay for
+    /// the probe and a changed runtime is noticed before one is asked for.
+    pub async fn watch(self: Arc<Self>, connected: Arc<tokio::sync::Notify>) {
+        loop {
+            *self.detected.lock().await = None;
+            if let Err(status) = self.engine().await {
+                tracing::info!(%status, "checkpoint capability not detected yet: the runtime does not answer; trying again when it is connected");
+            }
+            connected.notified().await;
+        }
+    }
+
     async fn mark_unimplemented(&self) {
         if let Some(d) = self.detected.lock().await.as_mut() {
             d.native = false;
@@ -277,7 +293,8 @@ impl Checkpointer {
             .or_else(|| target.annotations_spec.get(policy::CRIU_OPTIONS_ANNOTATION));
         let criu_options =
             policy::criu_options(&self.settings, annotation.map(String::as_str), &mut options)?;
-        let _busy = self.claim(&target.id)?;
+        // Held until the runtime is really done with the container (past a timeout too).
+        let mut busy = Some(self.claim(&target.id)?);
 
         let (mut native, runtime) = self.engine().await?;
         if native && !criu_options.is_empty() {
@@ -288,7 +305,7 @@ impl Checkpointer {
         }
         let mut made = None;
         if native {
-            match native::run(self, &job.head, &job.original, &target, &location, deadline).await? {
+            match native::run(self, &job.head, &job.original, &target, &location, deadline, &mut busy).await? {
                 native::Outcome::Done(m) => made = Some(m),
                 native::Outcome::Unimplemented if self.forced().is_none() => {
                     self.mark_unimplemented().await;
@@ -459,7 +476,7 @@ impl Checkpointer {
     }
 
     /// Marks the container busy until the guard drops; ABORTED if it already is.
-    fn claim(&self, id: &str) -> Result<Busy<'_>, Status> {
+    fn claim(&self, id: &str) -> Result<Busy, Status> {
         let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
         if !busy.insert(id.to_owned()) {
             return Err(Status::new(
@@ -470,7 +487,7 @@ impl Checkpointer {
             ));
         }
         Ok(Busy {
-            set: &self.busy,
+            set: self.busy.clone(),
             id: id.to_owned(),
         })
     }
@@ -478,12 +495,13 @@ impl Checkpointer {
 
 use std::path::Path;
 
-struct Busy<'a> {
-    set: &'a Mutex<HashSet<String>>,
+/// A container being checkpointed; released when dropped.
+pub struct Busy {
+    set: Arc<Mutex<HashSet<String>>>,
     id: String,
 }
 
-impl Drop for Busy<'_> {
+impl Drop for Busy {
     fn drop(&mut self) {
         self.set
             .lock()

@@ -36,17 +36,31 @@ pub async fn run(
     target: &Target,
     location: &Location,
     deadline: Option<Instant>,
+    busy: &mut Option<super::Busy>,
 ) -> Result<Outcome, Status> {
     let temp = temp_path(&location.path);
     let payload = with_location(original, &temp.display().to_string())
         .map_err(|why| Status::invalid_argument(format!("CheckpointContainerRequest: {why}")))?;
-    let send = unary::call(&cx.upstream, head, frame(&payload));
+    // A task of its own: past the timeout the runtime's call is left to end by itself (its
+    // dump was killed), so the container stays claimed until then. containerd 2.x stages a
+    // checkpoint in a directory per container; a second one started before the first ended
+    // would fail on it.
+    let (upstream, head) = (cx.upstream.clone(), head.clone());
+    let mut send =
+        tokio::spawn(async move { unary::call(&upstream, &head, frame(&payload)).await });
     let answer = match deadline {
-        Some(d) => match tokio::time::timeout_at(d.into(), send).await {
-            Ok(a) => a,
+        Some(d) => match tokio::time::timeout_at(d.into(), &mut send).await {
+            Ok(a) => a.map_err(|e| Status::internal(format!("the checkpoint call failed: {e}")))?,
             Err(_) => {
                 let killed = abort::kill_dump(&target.id);
                 let state = abort::unfreeze(&cx.containerd, &target.id).await;
+                let claim = busy.take();
+                let leftover = temp.clone();
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(Duration::from_secs(600), send).await;
+                    let _ = std::fs::remove_file(&leftover);
+                    drop(claim);
+                });
                 discard_later(temp);
                 tracing::warn!(container = %target.id, killed, ?state, "native checkpoint timed out");
                 return Err(Status::new(
@@ -55,7 +69,9 @@ pub async fn run(
                 ));
             }
         },
-        None => send.await,
+        None => send
+            .await
+            .map_err(|e| Status::internal(format!("the checkpoint call failed: {e}")))?,
     };
     let answer = match answer {
         Ok(a) => a,

@@ -33,8 +33,13 @@ impl Proxy {
     pub fn new(config: &Config) -> Self {
         let checkpointer = Checkpointer::start(config);
         let restorer = Restorer::start(config, checkpointer.audit());
+        let upstream = Upstream::new(config.runtime_endpoint.clone(), config.connect_timeout);
+        // The runtime's checkpoint capability is detected now and after every reconnect.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(checkpointer.clone().watch(upstream.on_connect()));
+        }
         Proxy {
-            upstream: Upstream::new(config.runtime_endpoint.clone(), config.connect_timeout),
+            upstream,
             max_message_bytes: config.max_message_bytes,
             checkpointer,
             restorer,

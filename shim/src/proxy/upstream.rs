@@ -5,13 +5,14 @@
 //! call dials again, so a restarted containerd is picked up without restarting the shim.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+
 use tokio::net::UnixStream;
 
 use crate::grpc::{GrpcBody, Status};
@@ -24,6 +25,8 @@ pub struct Upstream {
     current: Mutex<Option<Sender>>,
     /// Serialises dialing so a burst of calls after an outage opens one connection.
     dialing: tokio::sync::Mutex<()>,
+    /// Signalled after every new connection (a runtime that restarted may have changed).
+    connected: Arc<tokio::sync::Notify>,
 }
 
 impl Upstream {
@@ -33,7 +36,13 @@ impl Upstream {
             connect_timeout,
             current: Mutex::new(None),
             dialing: Default::default(),
+            connected: Default::default(),
         }
+    }
+
+    /// Notified (one stored permit) each time a new connection to the runtime is made.
+    pub fn on_connect(&self) -> Arc<tokio::sync::Notify> {
+        self.connected.clone()
     }
 
     pub fn endpoint(&self) -> String {
@@ -100,6 +109,7 @@ impl Upstream {
             }
         });
         tracing::info!(runtime = %self.endpoint(), "connected to runtime");
+        self.connected.notify_one();
         Ok(sender)
     }
 

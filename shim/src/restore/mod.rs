@@ -201,7 +201,9 @@ impl Restorer {
         if image.is_empty() {
             return Ok(None);
         }
-        let found = self
+        // Detection must never make an ordinary CreateContainer fail: when the runtime
+        // cannot tell (no ImageStatus, no containerd API: CRI-O), the call goes on as it came.
+        let found = match self
             .images
             .clone()
             .image_status(ImageStatusRequest {
@@ -212,9 +214,13 @@ impl Restorer {
                 verbose: false,
             })
             .await
-            .map_err(|e| runtime_error(e, "ImageStatus of the container's image"))?
-            .into_inner()
-            .image;
+        {
+            Ok(answer) => answer.into_inner().image,
+            Err(e) => {
+                tracing::debug!(image, error = %e.message(), "ImageStatus failed: not checked for a checkpoint image");
+                return Ok(None);
+            }
+        };
         // Not on the node: the runtime answers CreateContainer itself.
         let Some(found) = found else {
             return Ok(None);
@@ -232,11 +238,10 @@ impl Restorer {
         let checkpoint =
             crate::image::checkpoint_image(&self.containerd, &self.containerd_namespace, &name)
                 .await
-                .map_err(|why| {
-                    Status::invalid_argument(format!(
-                        "image {image} is a broken checkpoint image: {why}"
-                    ))
-                })?;
+                .unwrap_or_else(|why| {
+                    tracing::warn!(image, %why, "cannot look into the image for checkpoint annotations (containerd's API); relaying it as an ordinary image");
+                    None
+                });
         if checkpoint.is_none() {
             let mut plain = plain();
             if plain.len() >= PLAIN_IMAGES_KEPT {
@@ -336,7 +341,12 @@ impl Restorer {
                 // content store checked its digest against the manifest.
                 let layer = dir.join("image-layer");
                 image.fetch_layer(&layer).await.map_err(|why| {
-                    Status::internal(format!("reading checkpoint image {}: {why}", image.name))
+                    let code = if image.layers.len() == 1 {
+                        Code::Internal
+                    } else {
+                        Code::InvalidArgument
+                    };
+                    Status::new(code, format!("checkpoint image {}: {why}", image.name))
                 })?;
                 layer
             }

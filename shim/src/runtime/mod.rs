@@ -13,18 +13,23 @@ use tonic::transport::{Channel, Endpoint};
 use crate::api::cri::image_service_client::ImageServiceClient;
 use crate::api::cri::runtime_service_client::RuntimeServiceClient;
 
+/// The user-agent prefix of the calls the shim makes itself.
+pub const USER_AGENT: &str = concat!("ckpt-shim/", env!("CARGO_PKG_VERSION"));
+
 pub type CriClient = RuntimeServiceClient<Channel>;
 pub type ImageClient = ImageServiceClient<Channel>;
 
 /// A channel to a unix socket that dials on first use and again after the runtime restarts.
 pub fn channel(socket: &Path) -> Channel {
     let socket: PathBuf = socket.to_path_buf();
-    Endpoint::from_static("http://localhost").connect_with_connector_lazy(tower::service_fn(
-        move |_: http::Uri| {
+    // The shim's own calls say so (runtime logs, and tests tell them from relayed ones).
+    Endpoint::from_static("http://localhost")
+        .user_agent(USER_AGENT)
+        .expect("a valid user agent")
+        .connect_with_connector_lazy(tower::service_fn(move |_: http::Uri| {
             let socket = socket.clone();
             async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(socket).await?)) }
-        },
-    ))
+        }))
 }
 
 /// A CRI client for the shim's own calls (ContainerStatus, Version, the capability probe).
