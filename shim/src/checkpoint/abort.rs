@@ -84,7 +84,11 @@ pub async fn unfreeze(containerd: &Containerd, container_id: &str) -> Option<Tas
         match containerd.task_state(container_id).await {
             Ok(TaskState::Paused) | Ok(TaskState::Pausing) => {
                 if let Err(e) = containerd.resume(container_id).await {
-                    tracing::warn!(container = container_id, error = %e, "resume after abort failed");
+                    // containerd refuses while it still winds down the cancelled checkpoint;
+                    // the freezer itself does not.
+                    let pid = containerd.task_pid(container_id).await.unwrap_or(0);
+                    let thawed = pid != 0 && thaw_cgroup(pid);
+                    tracing::warn!(container = container_id, error = %e, thawed, "resume after abort failed; thawed the freezer cgroup directly");
                 }
             }
             Ok(state) => return Some(state),
@@ -99,6 +103,43 @@ pub async fn unfreeze(containerd: &Containerd, container_id: &str) -> Option<Tas
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     last
+}
+
+/// Thaws the freezer cgroup `pid` is in (cgroup v1 `freezer.state`, v2 `cgroup.freeze`).
+fn thaw_cgroup(pid: u32) -> bool {
+    let Ok(cgroups) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
+        return false;
+    };
+    let mut thawed = false;
+    for line in cgroups.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next(), parts.next(), parts.next());
+        let (Some(controllers), Some(path)) = (controllers, path) else {
+            continue;
+        };
+        let path = path.trim_start_matches('/');
+        let target = if controllers.split(',').any(|c| c == "freezer") {
+            Some((
+                std::path::Path::new("/sys/fs/cgroup/freezer")
+                    .join(path)
+                    .join("freezer.state"),
+                "THAWED",
+            ))
+        } else if controllers.is_empty() {
+            // v2: the unified hierarchy, mounted at the root or (hybrid) at unified/.
+            ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+                .iter()
+                .map(|root| std::path::Path::new(root).join(path).join("cgroup.freeze"))
+                .find(|p| p.exists())
+                .map(|p| (p, "0"))
+        } else {
+            None
+        };
+        if let Some((file, value)) = target {
+            thawed |= std::fs::write(&file, value).is_ok();
+        }
+    }
+    thawed
 }
 
 #[cfg(test)]

@@ -216,11 +216,13 @@ impl ArchiveWriter {
             hashing.inner.get_ref(),
             hashing.deadline,
         );
+        let stop = std::sync::atomic::AtomicBool::new(false);
         let copied = std::thread::scope(|scope| -> io::Result<u64> {
+            let stop = &stop;
             let reader = scope.spawn(move || -> io::Result<u64> {
                 let mut buf = vec![0u8; 1 << 20];
                 let mut done = 0u64;
-                while done < size {
+                while done < size && !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     let want = buf.len().min((size - done) as usize);
                     let n = hashed_source.read(&mut buf[..want])?;
                     if n == 0 {
@@ -232,6 +234,10 @@ impl ArchiveWriter {
                 Ok(done)
             });
             let copied = copy_in_kernel(&source, out, size, deadline);
+            if copied.is_err() {
+                // The archive is abandoned: its digest is not needed.
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
             let hashed = reader
                 .join()
                 .map_err(|_| io::Error::other("the hashing thread panicked"))??;

@@ -18,6 +18,7 @@ pub mod rootfs;
 pub mod sidecar;
 
 use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -216,12 +217,47 @@ impl Checkpointer {
     /// (it may have been restarted or upgraded), so the first checkpoint does not pay for
     /// the probe and a changed runtime is noticed before one is asked for.
     pub async fn watch(self: Arc<Self>, connected: Arc<tokio::sync::Notify>) {
+        self.clone().recover_inflight();
         loop {
             *self.detected.lock().await = None;
             if let Err(status) = self.engine().await {
                 tracing::info!(%status, "checkpoint capability not detected yet: the runtime does not answer; trying again when it is connected");
             }
             connected.notified().await;
+        }
+    }
+
+    fn inflight_dir(&self) -> PathBuf {
+        self.settings.work_dir.join("inflight")
+    }
+
+    /// Checkpoints a killed shim left in flight: their containers may be frozen (a dump cut
+    /// short) or still being dumped for nobody. Each is claimed, settled and released.
+    fn recover_inflight(self: Arc<Self>) {
+        let Ok(entries) = std::fs::read_dir(self.inflight_dir()) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let id = e.file_name().to_string_lossy().into_owned();
+            let owner = std::fs::read_to_string(e.path())
+                .ok()
+                .and_then(|p| p.trim().parse::<i32>().ok());
+            let alive = owner.is_some_and(|pid| {
+                pid != std::process::id() as i32 && Path::new(&format!("/proc/{pid}")).exists()
+            });
+            if alive {
+                continue; // another shim on this node is at work
+            }
+            let _ = std::fs::remove_file(e.path());
+            let Ok(claim) = self.claim(&id) else {
+                continue;
+            };
+            tracing::warn!(container = %id, "a checkpoint of this container was cut short by the shim's end: thawing it");
+            let cx = self.clone();
+            tokio::spawn(async move {
+                settle(&cx.containerd, &id).await;
+                drop(claim);
+            });
         }
     }
 
@@ -486,27 +522,56 @@ impl Checkpointer {
                 ),
             ));
         }
+        let marker = self.inflight_dir().join(id);
+        let written = std::fs::create_dir_all(self.inflight_dir())
+            .and_then(|()| std::fs::write(&marker, std::process::id().to_string()));
+        if let Err(e) = &written {
+            tracing::warn!(error = %e, marker = %marker.display(), "cannot mark the checkpoint in flight");
+        }
         Ok(Busy {
             set: self.busy.clone(),
             id: id.to_owned(),
+            marker: written.is_ok().then_some(marker),
         })
     }
 }
-
-use std::path::Path;
 
 /// A container being checkpointed; released when dropped.
 pub struct Busy {
     set: Arc<Mutex<HashSet<String>>>,
     id: String,
+    /// `<work_dir>/inflight/<id>`, holding this shim's pid: a shim killed mid-checkpoint
+    /// leaves it, and the next one thaws the container it may have left frozen.
+    marker: Option<PathBuf>,
 }
 
 impl Drop for Busy {
     fn drop(&mut self) {
+        if let Some(marker) = &self.marker {
+            let _ = std::fs::remove_file(marker);
+        }
         self.set
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&self.id);
+    }
+}
+
+/// Kills any dump of the container and thaws it until none has been seen for 2 s (at most
+/// 2 minutes): what is left of a checkpoint nobody waits for any more.
+pub(crate) async fn settle(containerd: &Containerd, id: &str) {
+    let mut quiet = 0;
+    for _ in 0..240 {
+        if abort::kill_dump(id) > 0 {
+            quiet = 0;
+        } else {
+            quiet += 1;
+        }
+        abort::unfreeze(containerd, id).await;
+        if quiet >= 4 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 

@@ -41,10 +41,10 @@ pub async fn run(
     let temp = temp_path(&location.path);
     let payload = with_location(original, &temp.display().to_string())
         .map_err(|why| Status::invalid_argument(format!("CheckpointContainerRequest: {why}")))?;
-    // A task of its own: past the timeout the runtime's call is left to end by itself (its
-    // dump was killed), so the container stays claimed until then. containerd 2.x stages a
-    // checkpoint in a directory per container; a second one started before the first ended
-    // would fail on it.
+    // A task of its own, so that past the timeout the call can be cancelled (containerd then
+    // abandons the checkpoint) while the container stays claimed until containerd's dump is
+    // really gone: containerd 2.x stages a checkpoint in a directory per container, and a
+    // second one started before the first ended would fail on it.
     let (upstream, head) = (cx.upstream.clone(), head.clone());
     let mut send =
         tokio::spawn(async move { unary::call(&upstream, &head, frame(&payload)).await });
@@ -52,12 +52,15 @@ pub async fn run(
         Some(d) => match tokio::time::timeout_at(d.into(), &mut send).await {
             Ok(a) => a.map_err(|e| Status::internal(format!("the checkpoint call failed: {e}")))?,
             Err(_) => {
+                send.abort();
                 let killed = abort::kill_dump(&target.id);
                 let state = abort::unfreeze(&cx.containerd, &target.id).await;
                 let claim = busy.take();
-                let leftover = temp.clone();
+                let (id, containerd, leftover) =
+                    (target.id.clone(), cx.containerd.clone(), temp.clone());
                 tokio::spawn(async move {
-                    let _ = tokio::time::timeout(Duration::from_secs(600), send).await;
+                    // A dump containerd starts after the cancellation is killed too.
+                    super::settle(&containerd, &id).await;
                     let _ = std::fs::remove_file(&leftover);
                     drop(claim);
                 });

@@ -101,6 +101,18 @@ impl Containerd {
         })
     }
 
+    /// The pid of the container's init process.
+    pub async fn task_pid(&self, id: &str) -> Result<u32, tonic::Status> {
+        let mut client = tasks::tasks_client::TasksClient::new(self.channel.clone());
+        let answer = client
+            .get(self.request(tasks::GetRequest {
+                container_id: id.into(),
+                exec_id: String::new(),
+            }))
+            .await?;
+        Ok(answer.into_inner().process.map(|p| p.pid).unwrap_or(0))
+    }
+
     pub async fn resume(&self, id: &str) -> Result<(), tonic::Status> {
         let mut client = tasks::tasks_client::TasksClient::new(self.channel.clone());
         client
