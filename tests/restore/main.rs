@@ -144,6 +144,15 @@ async fn round_trip(instance: &str, checkpoint_config: &str, restore_config: &st
     );
     let shim = shim(&bed, &dirs, &config).await;
     let mut cri = cri(&shim.socket).await;
+    if !native {
+        // Checked at start, so an admin learns of a missing setting before any restore.
+        wait_for(
+            "the start-up check of the wrapper settings",
+            Duration::from_secs(10),
+            || shim.logs().contains("restores ready"),
+        )
+        .await;
+    }
     let (archive, at) = checkpointed(&mut cri, &bed, &dirs, &shim, "counter.tar").await;
 
     let pod_b = pod(&mut cri, &bed, "restored-pod", "ckpt-test").await;
@@ -477,6 +486,30 @@ async fn refusals_fail_closed_on_containerd_1_6() {
             "through the symlink",
         ),
         (
+            "a bind mount the request lacks",
+            craft(
+                "mount.tar",
+                &|n, d| {
+                    Some(if n == "spec.dump" {
+                        let mut spec: serde_json::Value = serde_json::from_slice(d).unwrap();
+                        spec["mounts"]
+                            .as_array_mut()
+                            .unwrap()
+                            .push(serde_json::json!({
+                                "destination": "/data", "type": "bind", "source": "/srv/data",
+                                "options": ["rbind", "rw"]
+                            }));
+                        serde_json::to_vec(&spec).unwrap()
+                    } else {
+                        d.to_vec()
+                    })
+                },
+                &[],
+            ),
+            Code::InvalidArgument,
+            "bind mounts the request does not have: /data",
+        ),
+        (
             "deleted.files out of the rootfs",
             craft(
                 "del.tar",
@@ -675,6 +708,11 @@ async fn runtime_without_wrapper_settings_is_refused() {
         say(&format!("{instance}: {:?} {}", e.code(), e.message()));
         assert_eq!(e.code(), Code::FailedPrecondition);
         assert!(e.message().contains(needle), "{}", e.message());
+        assert!(
+            shim.logs()
+                .contains("restores through the wrapper are not possible"),
+            "warned at start"
+        );
         assert_eq!(containers_in(&mut cri, &pod_b).await, 0, "nothing created");
         assert!(staged(&dirs).is_empty());
         remove_pod(&mut cri, &pod_b).await;

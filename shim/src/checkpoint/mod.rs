@@ -216,14 +216,10 @@ impl Checkpointer {
     /// Detects the capability at once, then again after every new connection to the runtime
     /// (it may have been restarted or upgraded), so the first checkpoint does not pay for
     /// the probe and a changed runtime is noticed before one is asked for.
-    pub async fn watch(self: Arc<Self>, connected: Arc<tokio::sync::Notify>) {
-        self.clone().recover_inflight();
-        loop {
-            *self.detected.lock().await = None;
-            if let Err(status) = self.engine().await {
-                tracing::info!(%status, "checkpoint capability not detected yet: the runtime does not answer; trying again when it is connected");
-            }
-            connected.notified().await;
+    pub async fn detect_now(&self) {
+        *self.detected.lock().await = None;
+        if let Err(status) = self.engine().await {
+            tracing::info!(%status, "checkpoint capability not detected yet: the runtime does not answer; trying again when it is connected");
         }
     }
 
@@ -233,7 +229,7 @@ impl Checkpointer {
 
     /// Checkpoints a killed shim left in flight: their containers may be frozen (a dump cut
     /// short) or still being dumped for nobody. Each is claimed, settled and released.
-    fn recover_inflight(self: Arc<Self>) {
+    pub fn recover_inflight(self: Arc<Self>) {
         let Ok(entries) = std::fs::read_dir(self.inflight_dir()) else {
             return;
         };

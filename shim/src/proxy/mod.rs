@@ -34,9 +34,22 @@ impl Proxy {
         let checkpointer = Checkpointer::start(config);
         let restorer = Restorer::start(config, checkpointer.audit());
         let upstream = Upstream::new(config.runtime_endpoint.clone(), config.connect_timeout);
-        // The runtime's checkpoint capability is detected now and after every reconnect.
+        // What the runtime can do (its checkpoint, its set-up for restores) is looked at now
+        // and after every reconnect: it may have been restarted, upgraded or reconfigured.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(checkpointer.clone().watch(upstream.on_connect()));
+            let (cx, rx, connected) = (
+                checkpointer.clone(),
+                restorer.clone(),
+                upstream.on_connect(),
+            );
+            runtime.spawn(async move {
+                cx.clone().recover_inflight();
+                loop {
+                    cx.detect_now().await;
+                    rx.check_runtime().await;
+                    connected.notified().await;
+                }
+            });
         }
         Proxy {
             upstream,

@@ -584,6 +584,21 @@ impl Restorer {
         }
     }
 
+    /// At start and after every reconnect: says in the log whether restores can use the
+    /// wrapper (requests are checked again each time; this only tells the admin early).
+    pub async fn check_runtime(&self) {
+        if self.settings.mode == RestoreMode::Native {
+            return;
+        }
+        match self.wrapper_ready("").await {
+            Ok(()) => tracing::info!("restores ready: containerd runs the runc wrapper and passes the restore annotation"),
+            Err(status) if status.code == Code::FailedPrecondition => {
+                tracing::warn!(reason = %status.message, "restores through the wrapper are not possible on this runtime until it is configured; they will be refused")
+            }
+            Err(status) => tracing::debug!(%status, "the runtime's set-up for restores is not known yet"),
+        }
+    }
+
     /// FAILED_PRECONDITION naming the missing setting unless containerd runs the wrapper
     /// with the annotation passed through, for the pod's runtime handler.
     async fn wrapper_ready(&self, handler: &str) -> Result<(), Status> {
