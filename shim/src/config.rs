@@ -424,17 +424,7 @@ impl CheckpointSettings {
             };
         }
         if let Some(v) = section.allowed_dirs {
-            let mut dirs = Vec::new();
-            for d in v.get_ref() {
-                if !d.starts_with('/') {
-                    return Err(at(
-                        v.span(),
-                        format!("allowed_dirs entry {d:?} is not absolute"),
-                    ));
-                }
-                dirs.push(PathBuf::from(d));
-            }
-            self.allowed_dirs = dirs;
+            self.allowed_dirs = absolute_dirs(&v, at)?;
         }
         if let Some(v) = section.work_dir {
             self.work_dir = absolute(&v, "work_dir")?;
@@ -496,17 +486,7 @@ impl RestoreSettings {
             };
         }
         if let Some(v) = section.allowed_dirs {
-            let mut dirs = Vec::new();
-            for d in v.get_ref() {
-                if !d.starts_with('/') {
-                    return Err(at(
-                        v.span(),
-                        format!("allowed_dirs entry {d:?} is not absolute"),
-                    ));
-                }
-                dirs.push(PathBuf::from(d));
-            }
-            self.allowed_dirs = dirs;
+            self.allowed_dirs = absolute_dirs(&v, at)?;
         }
         if let Some(v) = section.staging_dir {
             if !v.get_ref().starts_with('/') {
@@ -562,6 +542,26 @@ impl RestoreSettings {
         }
         Ok(())
     }
+}
+
+/// A list of absolute directories (`allowed_dirs`).
+fn absolute_dirs(
+    v: &Spanned<Vec<String>>,
+    at: &dyn Fn(Range<usize>, String) -> ConfigError,
+) -> Result<Vec<PathBuf>, ConfigError> {
+    v.get_ref()
+        .iter()
+        .map(|d| {
+            if d.starts_with('/') {
+                Ok(PathBuf::from(d))
+            } else {
+                Err(at(
+                    v.span(),
+                    format!("allowed_dirs entry {d:?} is not absolute"),
+                ))
+            }
+        })
+        .collect()
 }
 
 /// Accepts `unix:///abs/path` (what kubelet and crictl write), `unix:/abs/path` and a bare

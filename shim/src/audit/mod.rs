@@ -41,6 +41,25 @@ pub struct Record {
 }
 
 impl Record {
+    /// Fills result and code (and the message of a failure) from how the attempt ended.
+    pub fn conclude(&mut self, result: Result<(), &crate::grpc::Status>) {
+        match result {
+            Ok(()) => {
+                self.result = "succeeded";
+                self.code = "OK".into();
+            }
+            Err(status) => {
+                self.result = if matches!(status.code, crate::grpc::Code::PermissionDenied) {
+                    "denied"
+                } else {
+                    "failed"
+                };
+                self.code = format!("{:?}", status.code);
+                self.message = status.message.clone();
+            }
+        }
+    }
+
     fn to_map(&self) -> Map<String, Value> {
         let mut m = Map::new();
         let mut s = |k: &str, v: &str| {

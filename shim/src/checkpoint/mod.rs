@@ -277,21 +277,7 @@ impl Checkpointer {
         };
         let result = self.checkpoint(&job, &mut record).await;
         record.duration_ms = start.elapsed().as_millis() as u64;
-        match &result {
-            Ok(()) => {
-                record.result = "succeeded";
-                record.code = "OK".into();
-            }
-            Err(status) => {
-                record.result = if matches!(status.code, Code::PermissionDenied) {
-                    "denied"
-                } else {
-                    "failed"
-                };
-                record.code = format!("{:?}", status.code);
-                record.message = status.message.clone();
-            }
-        }
+        record.conclude(result.as_ref().map(|_| ()));
         if let Some(audit) = &self.audit {
             if let Err(e) = audit.append(&record).await {
                 tracing::error!(error = %e, "cannot append to the audit log");

@@ -203,19 +203,8 @@ impl Restorer {
         }
         // Detection must never make an ordinary CreateContainer fail: when the runtime
         // cannot tell (no ImageStatus, no containerd API: CRI-O), the call goes on as it came.
-        let found = match self
-            .images
-            .clone()
-            .image_status(ImageStatusRequest {
-                image: Some(ImageSpec {
-                    image: image.to_owned(),
-                    ..Default::default()
-                }),
-                verbose: false,
-            })
-            .await
-        {
-            Ok(answer) => answer.into_inner().image,
+        let found = match self.image_status(image).await {
+            Ok(found) => found,
             Err(e) => {
                 tracing::debug!(image, error = %e.message(), "ImageStatus failed: not checked for a checkpoint image");
                 return Ok(None);
@@ -250,6 +239,27 @@ impl Restorer {
             plain.insert(found.id);
         }
         Ok(checkpoint)
+    }
+
+    /// The runtime's image of that name or id, if it has one.
+    async fn image_status(
+        &self,
+        image: &str,
+    ) -> Result<Option<crate::api::cri::Image>, tonic::Status> {
+        let request = ImageStatusRequest {
+            image: Some(ImageSpec {
+                image: image.to_owned(),
+                ..Default::default()
+            }),
+            verbose: false,
+        };
+        Ok(self
+            .images
+            .clone()
+            .image_status(request)
+            .await?
+            .into_inner()
+            .image)
     }
 
     async fn sandbox(&self, id: &str) -> Result<SandboxView, Status> {
@@ -626,19 +636,9 @@ impl Restorer {
     /// node brings only itself).
     async fn ensure_image(&self, image: &str) -> Result<(), Status> {
         let present = self
-            .images
-            .clone()
-            .image_status(ImageStatusRequest {
-                image: Some(ImageSpec {
-                    image: image.to_owned(),
-                    ..Default::default()
-                }),
-                verbose: false,
-            })
+            .image_status(image)
             .await
             .map_err(|e| runtime_error(e, "ImageStatus of the checkpoint's base image"))?
-            .into_inner()
-            .image
             .is_some();
         if present {
             return Ok(());
@@ -832,21 +832,9 @@ impl Restorer {
 
     async fn finish(&self, record: &mut Record, started: Instant, result: Result<(), &Status>) {
         record.duration_ms = started.elapsed().as_millis() as u64;
-        match result {
-            Ok(()) => {
-                record.result = "succeeded";
-                record.code = "OK".into();
-            }
-            Err(status) => {
-                record.result = if matches!(status.code, Code::PermissionDenied) {
-                    "denied"
-                } else {
-                    "failed"
-                };
-                record.code = format!("{:?}", status.code);
-                record.message = status.message.clone();
-                tracing::warn!(container = %record.container, source = %record.location, %status, "restore refused or failed");
-            }
+        record.conclude(result);
+        if let Err(status) = result {
+            tracing::warn!(container = %record.container, source = %record.location, %status, "restore refused or failed");
         }
         if let Some(audit) = &self.audit {
             if let Err(e) = audit.append(record).await {

@@ -84,7 +84,11 @@ impl Containerd {
             .ok_or_else(|| tonic::Status::not_found(format!("containerd has no container {id}")))
     }
 
-    pub async fn task_state(&self, id: &str) -> Result<TaskState, tonic::Status> {
+    /// The container's init process as containerd's task service reports it.
+    async fn task_process(
+        &self,
+        id: &str,
+    ) -> Result<Option<crate::api::containerd::v1::types::Process>, tonic::Status> {
         let mut client = tasks::tasks_client::TasksClient::new(self.channel.clone());
         let answer = client
             .get(self.request(tasks::GetRequest {
@@ -92,7 +96,11 @@ impl Containerd {
                 exec_id: String::new(),
             }))
             .await?;
-        let status = answer.into_inner().process.map(|p| p.status).unwrap_or(0);
+        Ok(answer.into_inner().process)
+    }
+
+    pub async fn task_state(&self, id: &str) -> Result<TaskState, tonic::Status> {
+        let status = self.task_process(id).await?.map(|p| p.status).unwrap_or(0);
         Ok(match TaskStatus::try_from(status) {
             Ok(TaskStatus::Running) => TaskState::Running,
             Ok(TaskStatus::Paused) => TaskState::Paused,
@@ -103,14 +111,7 @@ impl Containerd {
 
     /// The pid of the container's init process.
     pub async fn task_pid(&self, id: &str) -> Result<u32, tonic::Status> {
-        let mut client = tasks::tasks_client::TasksClient::new(self.channel.clone());
-        let answer = client
-            .get(self.request(tasks::GetRequest {
-                container_id: id.into(),
-                exec_id: String::new(),
-            }))
-            .await?;
-        Ok(answer.into_inner().process.map(|p| p.pid).unwrap_or(0))
+        Ok(self.task_process(id).await?.map(|p| p.pid).unwrap_or(0))
     }
 
     pub async fn resume(&self, id: &str) -> Result<(), tonic::Status> {
