@@ -9,6 +9,7 @@
 
 pub mod abort;
 pub mod archive_writer;
+pub mod capture;
 pub mod engine;
 pub mod location;
 pub mod metadata;

@@ -4,8 +4,8 @@
 //! archive 0600, computes its digest, fsyncs it and renames it into place. So the runtime's
 //! guarantees become the shim's: nothing at the location until the archive is complete.
 //!
-//! The digest here costs a second read of the archive (the runtime wrote it); the emulated
-//! engine hashes while writing.
+//! The location given to the runtime is a FIFO (`capture`): the shim receives the archive as
+//! the runtime writes it and hashes it on the way, so the digest costs no second read.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -17,6 +17,7 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use super::archive_writer::{hex, sync_dir, temp_path, Written};
+use super::capture::Capture;
 use super::engine::Made;
 use super::location::Location;
 use super::{abort, Checkpointer, Target};
@@ -39,6 +40,16 @@ pub async fn run(
     busy: &mut Option<super::Busy>,
 ) -> Result<Outcome, Status> {
     let temp = temp_path(&location.path);
+    let limit = cx.settings.max_archive_bytes;
+    // The runtime writes into a FIFO the shim drains, hashing as it goes; where a FIFO cannot
+    // be made, into a temporary file the shim reads afterwards.
+    let mut capture = match Capture::start(temp.clone(), temp_path(&location.path), limit) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::debug!(error = %e, "no FIFO for the runtime's archive: it is read back afterwards");
+            None
+        }
+    };
     let payload = with_location(original, &temp.display().to_string())
         .map_err(|why| Status::invalid_argument(format!("CheckpointContainerRequest: {why}")))?;
     // A task of its own, so that past the timeout the call can be cancelled (containerd then
@@ -96,8 +107,37 @@ pub async fn run(
             format!("the runtime's checkpoint failed: {message}"),
         ));
     }
-    let limit = cx.settings.max_archive_bytes;
     let final_path = location.path.clone();
+    // A runtime that replaced the FIFO with a file of its own: read that one back.
+    let replaced = std::fs::symlink_metadata(&temp).is_ok_and(|m| m.file_type().is_file());
+    let temp = match capture.take() {
+        Some(capture) if !replaced => {
+            return tokio::task::spawn_blocking(move || {
+                let got = capture.finish().map_err(|e| {
+                    let (code, why) = super::archive_writer::classify(&e);
+                    Status::new(code, format!("receiving the runtime's archive: {why}"))
+                })?;
+                std::fs::rename(&got.out, &final_path).map_err(|e| {
+                    let _ = std::fs::remove_file(&got.out);
+                    Status::internal(format!("{}: {e}", final_path.display()))
+                })?;
+                sync_dir(&final_path);
+                Ok(Outcome::Done(Made {
+                    written: got.written,
+                    criu_version: got.criu_version,
+                }))
+            })
+            .await
+            .map_err(|e| Status::internal(format!("receiving the archive stopped: {e}")))?;
+        }
+        Some(capture) => {
+            let moved = temp_path(&location.path);
+            let _ = std::fs::rename(&temp, &moved);
+            drop(capture);
+            moved
+        }
+        None => temp,
+    };
     tokio::task::spawn_blocking(move || {
         let result = seal(&temp, &final_path, limit);
         if result.is_err() {

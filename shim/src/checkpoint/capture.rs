@@ -1,0 +1,264 @@
+//! Receiving a runtime's archive as it is written. The location the runtime is given is a
+//! FIFO; the shim reads it, hashes the bytes, notes CRIU's version from `dump.log` and
+//! writes them to its own temporary file, all in one pass. The runtime's `open` of the
+//! location (containerd: `O_RDWR|O_CREATE`) and its sequential writes work on a FIFO as on a
+//! file, so nothing is read twice.
+
+use std::ffi::CString;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::archive_writer::{hex, Written};
+
+/// What came through the FIFO.
+pub struct Captured {
+    /// The shim's temporary file holding the archive.
+    pub out: PathBuf,
+    pub written: Written,
+    pub criu_version: Option<String>,
+}
+
+/// A FIFO at `fifo` being drained into `out`.
+pub struct Capture {
+    pub fifo: PathBuf,
+    pub out: PathBuf,
+    /// The shim's own write end: until it is closed the reader never sees end-of-file, even
+    /// before the runtime has opened the FIFO.
+    keepalive: Option<File>,
+    reader: Option<std::thread::JoinHandle<io::Result<Captured>>>,
+}
+
+impl Capture {
+    /// Makes the FIFO (0600) and starts draining it. `limit` (0: none) bounds the archive;
+    /// past it the bytes are still drained, so the runtime never blocks, but the capture fails.
+    pub fn start(fifo: PathBuf, out: PathBuf, limit: u64) -> io::Result<Capture> {
+        let c = CString::new(fifo.as_os_str().as_bytes()).map_err(io::Error::other)?;
+        // SAFETY: a NUL-terminated path.
+        if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let opened = (|| {
+            // Non-blocking so this open does not wait for a writer; reads block again below.
+            let pipe = OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&fifo)?;
+            set_blocking(&pipe)?;
+            let keepalive = OpenOptions::new().write(true).open(&fifo)?;
+            let file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&out)?;
+            Ok::<_, io::Error>((pipe, keepalive, file))
+        })();
+        let (pipe, keepalive, file) = match opened {
+            Ok(o) => o,
+            Err(e) => {
+                let _ = std::fs::remove_file(&fifo);
+                let _ = std::fs::remove_file(&out);
+                return Err(e);
+            }
+        };
+        let reader = std::thread::Builder::new()
+            .name("archive-capture".into())
+            .spawn({
+                let out = out.clone();
+                move || drain(pipe, file, limit, out)
+            })?;
+        Ok(Capture {
+            fifo,
+            out,
+            keepalive: Some(keepalive),
+            reader: Some(reader),
+        })
+    }
+
+    /// The runtime has answered: once its writes are read, the capture ends. Blocks.
+    pub fn finish(mut self) -> io::Result<Captured> {
+        self.keepalive = None;
+        let reader = self.reader.take().expect("finish runs once");
+        let result = reader
+            .join()
+            .map_err(|_| io::Error::other("the capture thread panicked"))?;
+        let _ = std::fs::remove_file(&self.fifo);
+        if result.is_err() {
+            let _ = std::fs::remove_file(&self.out);
+        }
+        result
+    }
+}
+
+impl Drop for Capture {
+    /// Abandoned (the call failed or timed out): the reader ends once the runtime closes its
+    /// end, and then removes what it captured.
+    fn drop(&mut self) {
+        self.keepalive = None;
+        let _ = std::fs::remove_file(&self.fifo);
+        if let Some(reader) = self.reader.take() {
+            let out = self.out.clone();
+            std::thread::spawn(move || {
+                let _ = reader.join();
+                let _ = std::fs::remove_file(out);
+            });
+        }
+    }
+}
+
+fn set_blocking(file: &File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    // SAFETY: fcntl on a descriptor this function's caller owns.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Everything read from the pipe goes to the file and the hash, until the limit.
+struct Tee {
+    pipe: File,
+    file: io::BufWriter<File>,
+    hasher: Sha256,
+    size: u64,
+    limit: u64,
+    failed: Option<io::Error>,
+}
+
+impl Read for Tee {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.pipe.read(buf)?;
+        self.size += n as u64;
+        if self.failed.is_none() {
+            if self.limit > 0 && self.size > self.limit {
+                self.failed = Some(io::Error::other(super::archive_writer::Abort::TooLarge(
+                    self.limit,
+                )));
+            } else if let Err(e) = self.file.write_all(&buf[..n]) {
+                self.failed = Some(e);
+            } else {
+                self.hasher.update(&buf[..n]);
+            }
+        }
+        Ok(n)
+    }
+}
+
+fn drain(pipe: File, file: File, limit: u64, out: PathBuf) -> io::Result<Captured> {
+    let mut tee = Tee {
+        pipe,
+        file: io::BufWriter::with_capacity(1 << 20, file),
+        hasher: Sha256::new(),
+        size: 0,
+        limit,
+        failed: None,
+    };
+    let mut criu_version = None;
+    {
+        let mut archive = tar::Archive::new(&mut tee);
+        if let Ok(entries) = archive.entries() {
+            for entry in entries.flatten() {
+                let mut entry = entry;
+                if entry.path().ok().as_deref() == Some(Path::new("dump.log")) {
+                    let mut head = vec![0u8; 4096];
+                    let n = entry.read(&mut head).unwrap_or(0);
+                    criu_version =
+                        super::sidecar::criu_version_from_log(&String::from_utf8_lossy(&head[..n]));
+                }
+            }
+        }
+    }
+    // Whatever the tar reader left unread (padding, or everything after a bad header).
+    io::copy(&mut tee, &mut io::sink())?;
+    if let Some(e) = tee.failed {
+        return Err(e);
+    }
+    let file = tee.file.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    if tee.size == 0 {
+        return Err(io::Error::other("the runtime wrote nothing to the archive"));
+    }
+    Ok(Captured {
+        out,
+        written: Written {
+            sha256: hex(&tee.hasher.finalize()),
+            size: tee.size,
+        },
+        criu_version,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_writer_through_the_fifo_is_captured_whole() {
+        let dir = tempfile_dir();
+        let (fifo, out) = (dir.join("fifo"), dir.join("out"));
+        let capture = Capture::start(fifo.clone(), out.clone(), 0).unwrap();
+        // As containerd opens its location.
+        let mut w = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&fifo)
+            .unwrap();
+        let mut tar = tar::Builder::new(Vec::new());
+        let log = b"(00.000000) Version: 4.2.1 (gitid 0)\n";
+        let mut h = tar::Header::new_gnu();
+        h.set_size(log.len() as u64);
+        tar.append_data(&mut h, "dump.log", &log[..]).unwrap();
+        let big = vec![7u8; 3 << 20];
+        let mut h = tar::Header::new_gnu();
+        h.set_size(big.len() as u64);
+        tar.append_data(&mut h, "checkpoint/pages-1.img", &big[..])
+            .unwrap();
+        let bytes = tar.into_inner().unwrap();
+        let writer = std::thread::spawn(move || {
+            w.write_all(&bytes).unwrap();
+            bytes
+        });
+        let bytes = writer.join().unwrap();
+        let got = capture.finish().unwrap();
+        assert_eq!(got.written.size, bytes.len() as u64);
+        assert_eq!(got.written.sha256, hex(&Sha256::digest(&bytes)));
+        assert_eq!(std::fs::read(&out).unwrap(), bytes);
+        assert_eq!(got.criu_version.as_deref(), Some("4.2.1"));
+        assert!(!fifo.exists());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn over_the_limit_is_drained_and_refused() {
+        let dir = tempfile_dir();
+        let (fifo, out) = (dir.join("fifo"), dir.join("out"));
+        let capture = Capture::start(fifo.clone(), out.clone(), 1000).unwrap();
+        let mut w = OpenOptions::new().write(true).open(&fifo).unwrap();
+        // More than the pipe holds: the writer finishes only because the reader drains.
+        w.write_all(&vec![1u8; 1 << 20]).unwrap();
+        drop(w);
+        assert!(capture.finish().is_err());
+        assert!(!out.exists());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "ckpt-capture-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}
