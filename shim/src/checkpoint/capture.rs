@@ -110,6 +110,29 @@ impl Drop for Capture {
     }
 }
 
+/// A FIFO a killed shim left: a runtime that still has it open would block for ever on a
+/// full pipe. It is opened, unlinked (a runtime opening the path later makes a plain file)
+/// and read to its end in the background.
+pub fn drain_orphan(fifo: PathBuf) {
+    let opened = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo);
+    let _ = std::fs::remove_file(&fifo);
+    let Ok(pipe) = opened else {
+        return;
+    };
+    if set_blocking(&pipe).is_err() {
+        return;
+    }
+    let _ = std::thread::Builder::new()
+        .name("orphan-drain".into())
+        .spawn(move || {
+            let mut pipe = pipe;
+            let _ = io::copy(&mut pipe, &mut io::sink());
+        });
+}
+
 fn set_blocking(file: &File) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     let fd = file.as_raw_fd();
@@ -247,6 +270,25 @@ mod tests {
         drop(w);
         assert!(capture.finish().is_err());
         assert!(!out.exists());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_dead_runs_fifo_is_drained_so_the_runtime_finishes() {
+        let dir = tempfile_dir();
+        let fifo = dir.join(".a.tar.ckpt-shim-tmp-1-0");
+        let c = CString::new(fifo.as_os_str().as_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        // The runtime opens read-write, as containerd does, so it never sees a missing reader.
+        let mut w = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&fifo)
+            .unwrap();
+        drain_orphan(fifo.clone());
+        assert!(!fifo.exists());
+        let writer = std::thread::spawn(move || w.write_all(&vec![0u8; 4 << 20]));
+        writer.join().unwrap().unwrap();
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -140,7 +140,15 @@ impl Checkpointer {
                 let name = e.file_name().to_string_lossy().into_owned();
                 if name.contains(archive_writer::TEMP_MARK) && !alive(&name) {
                     tracing::info!(path = %e.path().display(), "removing a dead run's temporary archive");
-                    let _ = std::fs::remove_file(e.path());
+                    if e.file_type().is_ok_and(|t| {
+                        use std::os::unix::fs::FileTypeExt;
+                        t.is_fifo()
+                    }) {
+                        // The runtime may still be writing into a dead run's FIFO: drain it.
+                        capture::drain_orphan(e.path());
+                    } else {
+                        let _ = std::fs::remove_file(e.path());
+                    }
                 }
             }
         }
