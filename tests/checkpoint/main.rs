@@ -481,20 +481,25 @@ async fn large_timeout_and_kill_on_containerd_2_1() {
 }
 
 /// The counter's value, read inside the container.
+/// The counter's value. The script rewrites /tmp/count each tick (truncate, then write), so a
+/// read can land in between and see nothing: read again then.
 async fn exec_count(cri: &mut Cri, id: &str) -> u64 {
-    let out = cri
-        .exec_sync(ckpt_shim::api::cri::ExecSyncRequest {
-            container_id: id.into(),
-            cmd: vec!["cat".into(), "/tmp/count".into()],
-            timeout: 10,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0)
+    for _ in 0..20 {
+        let out = cri
+            .exec_sync(ckpt_shim::api::cri::ExecSyncRequest {
+                container_id: id.into(),
+                cmd: vec!["cat".into(), "/tmp/count".into()],
+                timeout: 10,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if let Ok(n) = String::from_utf8_lossy(&out.stdout).trim().parse() {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    0
 }
 
 /// Across engines: an archive the shim made on containerd 1.6 (which has no CRI checkpoint)

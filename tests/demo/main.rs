@@ -453,15 +453,22 @@ impl Demo {
     }
 
     /// The counter's current value, read inside the container through ExecSync.
+    /// The counter rewrites /tmp/count each tick (truncate, then write): a read that lands in
+    /// between sees nothing and is made again.
     async fn counter(&mut self, container_id: &str) -> anyhow::Result<u64> {
-        let out = self
-            .kubelet()
-            .exec_sync(container_id, &["cat", "/tmp/count"], 10)
-            .await?;
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .context("counter value")
+        let mut last = String::new();
+        for _ in 0..20 {
+            let out = self
+                .kubelet()
+                .exec_sync(container_id, &["cat", "/tmp/count"], 10)
+                .await?;
+            last = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            if let Ok(n) = last.parse() {
+                return Ok(n);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        anyhow::bail!("counter value: {last:?} is not a number")
     }
 
     async fn show_pod(&mut self) -> anyhow::Result<()> {

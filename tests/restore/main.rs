@@ -80,12 +80,16 @@ async fn exec(cri: &mut Cri, id: &str, cmd: &[&str]) -> (i32, String) {
     )
 }
 
+/// The counter's value. The script rewrites /tmp/count each tick (truncate, then write), so a
+/// read can land in between and see nothing: read again then.
 async fn count(cri: &mut Cri, id: &str) -> u64 {
-    exec(cri, id, &["cat", "/tmp/count"])
-        .await
-        .1
-        .parse()
-        .unwrap_or(0)
+    for _ in 0..20 {
+        if let Ok(n) = exec(cri, id, &["cat", "/tmp/count"]).await.1.parse() {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    0
 }
 
 async fn containers_in(cri: &mut Cri, pod: &Pod) -> usize {
