@@ -62,8 +62,13 @@ pub fn show(
         } else {
             writeln!(
                 out,
-                "{}  {:<9} {:<18} {}/{}/{}  {}  {} bytes  {} ms  pid {} uid {}{}",
+                "{}  {:<10} {:<9} {:<18} {}/{}/{}  {}  {} bytes  {} ms  pid {} uid {}{}",
                 field("time"),
+                // Records written before restores existed were all checkpoints.
+                match field("action") {
+                    "" => "checkpoint",
+                    a => a,
+                },
                 field("result"),
                 field("code"),
                 field("namespace"),
@@ -82,4 +87,40 @@ pub fn show(
         }
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_names_the_action_and_filters_by_pod() {
+        let log = concat!(
+            r#"{"time":"2026-11-26T01:00:00Z","result":"succeeded","code":"OK","namespace":"ns","pod":"a","container":"c","location":"/x.tar","size":5,"duration_ms":7}"#,
+            "\n",
+            r#"{"time":"2026-11-26T02:00:00Z","action":"restore","result":"denied","code":"PermissionDenied","namespace":"ns","pod":"b","container":"c","location":"/y.tar","message":"outside"}"#,
+            "\n"
+        );
+        let mut out = Vec::new();
+        let n = show(log.as_bytes(), &Filter::default(), false, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(n, 2);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].contains(" checkpoint ") && lines[0].contains("ns/a/c"),
+            "{text}"
+        );
+        assert!(
+            lines[1].contains(" restore ") && lines[1].contains("denied"),
+            "{text}"
+        );
+        assert_eq!(lines[2].trim(), "outside");
+        let only_b = Filter {
+            pod: Some("b".into()),
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        assert_eq!(show(log.as_bytes(), &only_b, true, &mut out).unwrap(), 1);
+        assert!(String::from_utf8(out).unwrap().contains("\"restore\""));
+    }
 }
