@@ -798,6 +798,22 @@ async fn archives_cross_engines_through_the_shim() {
         "containerd 2.1 archive on 1.6",
     )
     .await;
+    // Its pod went with RemovePodSandbox alone (no RemoveContainer): the staged checkpoint
+    // is swept before the next restore request, even one that is refused.
+    assert_eq!(
+        staged(&dirs).len(),
+        1,
+        "staged while the shim has not looked"
+    );
+    let pod_x = pod(&mut a, &node_16, "sweep-pod", "ckpt-test").await;
+    let missing = dirs.archives().join("missing.tar").display().to_string();
+    let e = a
+        .create_container(request(&pod_x, "counter", &missing))
+        .await
+        .expect_err("a missing archive");
+    assert_eq!(e.code(), Code::NotFound);
+    assert!(staged(&dirs).is_empty(), "swept: {:?}", staged(&dirs));
+    remove_pod(&mut a, &pod_x).await;
 
     let (from_16, at_16) = checkpointed(&mut a, &node_16, &dirs, &shim_16, "from-1.6.tar").await;
     restore_and_check(&mut b, &node_21, &from_16, at_16, "shim 1.6 archive on 2.1").await;

@@ -42,6 +42,13 @@ impl Proxy {
                 restorer.clone(),
                 upstream.on_connect(),
             );
+            let sweeper = restorer.clone();
+            runtime.spawn(async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_secs(300)).await;
+                    sweeper.sweep().await;
+                }
+            });
             runtime.spawn(async move {
                 cx.clone().recover_inflight();
                 loop {

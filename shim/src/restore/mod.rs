@@ -314,6 +314,7 @@ impl Restorer {
             location: source.describe(),
             ..Default::default()
         };
+        self.sweep().await;
         let result = self
             .stage_checked(request, &source, &name, &mut record)
             .await;
@@ -826,6 +827,28 @@ impl Restorer {
                 if let Err(e) = plan::remove_staged(&dir) {
                     tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a staged checkpoint");
                 }
+            }
+        }
+    }
+
+    /// Staged checkpoints of containers that are gone without a RemoveContainer (a
+    /// RemovePodSandbox takes its containers along) are removed too. Runs before each restore
+    /// and every few minutes.
+    pub async fn sweep(&self) {
+        let ids: Vec<String> = self.lock().keys().cloned().collect();
+        for id in ids {
+            let gone = self
+                .cri
+                .clone()
+                .container_status(ContainerStatusRequest {
+                    container_id: id.clone(),
+                    verbose: false,
+                })
+                .await
+                .is_err_and(|e| e.code() == tonic::Code::NotFound);
+            if gone {
+                tracing::info!(container = %id, "the restored container is gone: removing its staged checkpoint");
+                self.removed(&id);
             }
         }
     }
