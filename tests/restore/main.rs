@@ -812,7 +812,10 @@ async fn archives_cross_engines_through_the_shim() {
         .await
         .expect_err("a missing archive");
     assert_eq!(e.code(), Code::NotFound);
-    assert!(staged(&dirs).is_empty(), "swept: {:?}", staged(&dirs));
+    wait_for("the sweep", Duration::from_secs(5), || {
+        staged(&dirs).is_empty()
+    })
+    .await;
     remove_pod(&mut a, &pod_x).await;
 
     let (from_16, at_16) = checkpointed(&mut a, &node_16, &dirs, &shim_16, "from-1.6.tar").await;

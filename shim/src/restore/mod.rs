@@ -848,7 +848,14 @@ impl Restorer {
                 .is_err_and(|e| e.code() == tonic::Code::NotFound);
             if gone {
                 tracing::info!(container = %id, "the restored container is gone: removing its staged checkpoint");
-                self.removed(&id);
+                if let Some(dir) = self.lock().remove(&id).and_then(|t| t.dir) {
+                    // Off the request's path: removing gigabytes takes a while.
+                    tokio::task::spawn_blocking(move || {
+                        if let Err(e) = plan::remove_staged(&dir) {
+                            tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a staged checkpoint");
+                        }
+                    });
+                }
             }
         }
     }
