@@ -9,7 +9,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 
@@ -182,21 +182,7 @@ fn drain(pipe: File, file: File, limit: u64, out: PathBuf) -> io::Result<Capture
         limit,
         failed: None,
     };
-    let mut criu_version = None;
-    {
-        let mut archive = tar::Archive::new(&mut tee);
-        if let Ok(entries) = archive.entries() {
-            for entry in entries.flatten() {
-                let mut entry = entry;
-                if entry.path().ok().as_deref() == Some(Path::new("dump.log")) {
-                    let mut head = vec![0u8; 4096];
-                    let n = entry.read(&mut head).unwrap_or(0);
-                    criu_version =
-                        super::sidecar::criu_version_from_log(&String::from_utf8_lossy(&head[..n]));
-                }
-            }
-        }
-    }
+    let criu_version = super::sidecar::criu_version_in_tar(&mut tee);
     // Whatever the tar reader left unread (padding, or everything after a bad header).
     io::copy(&mut tee, &mut io::sink())?;
     if let Some(e) = tee.failed {

@@ -566,10 +566,7 @@ pub(crate) async fn settle(containerd: &Containerd, id: &str) {
     }
 }
 
-/// A runtime error as the shim's status: its code kept, its message with context.
-pub(crate) fn runtime_error(e: tonic::Status, context: &str) -> Status {
-    Status::new(e.code(), format!("{context}: {}", e.message()))
-}
+pub(crate) use crate::runtime::runtime_error;
 
 /// The repo digest whose repository is the image's (name without tag or digest), else the
 /// first one.

@@ -175,21 +175,7 @@ fn seal(temp: &Path, location: &Path, limit: u64) -> Result<Made, Status> {
         inner: io::BufReader::with_capacity(1 << 20, &file),
         hasher: Sha256::new(),
     };
-    let mut criu_version = None;
-    {
-        let mut archive = tar::Archive::new(&mut hashing);
-        if let Ok(entries) = archive.entries() {
-            for entry in entries.flatten() {
-                let mut entry = entry;
-                if entry.path().ok().as_deref() == Some(Path::new("dump.log")) {
-                    let mut head = vec![0u8; 4096];
-                    let n = entry.read(&mut head).unwrap_or(0);
-                    criu_version =
-                        super::sidecar::criu_version_from_log(&String::from_utf8_lossy(&head[..n]));
-                }
-            }
-        }
-    }
+    let criu_version = super::sidecar::criu_version_in_tar(&mut hashing);
     // Whatever the tar reader left unread still counts.
     io::copy(&mut hashing, &mut io::sink()).map_err(io_err)?;
     file.sync_all().map_err(io_err)?;

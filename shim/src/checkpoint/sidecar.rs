@@ -97,6 +97,22 @@ pub fn write(archive: &Path, sidecar: &Sidecar<'_>) -> std::io::Result<PathBuf> 
 }
 
 /// CRIU's version from the first lines of its log ("Version: 4.2 (gitid ...)").
+/// CRIU's version from the `dump.log` member of an archive read as a stream. Stops at the
+/// end of the tar (or at a bad header); the caller drains what is left.
+pub fn criu_version_in_tar(r: &mut impl std::io::Read) -> Option<String> {
+    use std::io::Read as _;
+    let mut archive = tar::Archive::new(r);
+    let mut version = None;
+    for mut entry in archive.entries().ok()?.flatten() {
+        if entry.path().ok().as_deref() == Some(Path::new("dump.log")) {
+            let mut head = vec![0u8; 4096];
+            let n = entry.read(&mut head).unwrap_or(0);
+            version = criu_version_from_log(&String::from_utf8_lossy(&head[..n]));
+        }
+    }
+    version
+}
+
 pub fn criu_version_from_log(head: &str) -> Option<String> {
     head.lines().find_map(|l| {
         let v = l.split("Version: ").nth(1)?;

@@ -37,7 +37,7 @@ use crate::api::cri::{
 use crate::audit::{AuditLog, Record};
 use crate::config::{Config, RestoreMode, RestoreSettings};
 use crate::grpc::{Code, Status};
-use crate::runtime::{CriClient, ImageClient};
+use crate::runtime::{runtime_error, CriClient, ImageClient};
 use crate::server::peer::Caller;
 use plan::{Plan, ANNOTATION};
 
@@ -104,10 +104,6 @@ pub struct Restorer {
     containerd: tonic::transport::Channel,
     containerd_namespace: String,
     plain_images: Mutex<std::collections::HashSet<String>>,
-}
-
-fn runtime_error(e: tonic::Status, context: &str) -> Status {
-    Status::new(e.code(), format!("{context}: {}", e.message()))
 }
 
 impl Restorer {

@@ -13,6 +13,11 @@ use tonic::transport::{Channel, Endpoint};
 use crate::api::cri::image_service_client::ImageServiceClient;
 use crate::api::cri::runtime_service_client::RuntimeServiceClient;
 
+/// A runtime error as the shim's status: its code kept, its message with context.
+pub fn runtime_error(e: tonic::Status, context: &str) -> crate::grpc::Status {
+    crate::grpc::Status::new(e.code(), format!("{context}: {}", e.message()))
+}
+
 /// The user-agent prefix of the calls the shim makes itself.
 pub const USER_AGENT: &str = concat!("ckpt-shim/", env!("CARGO_PKG_VERSION"));
 
