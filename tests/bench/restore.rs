@@ -52,27 +52,7 @@ fn main() {
 }
 
 fn request(pod: &Pod, name: &str, image: &str) -> CreateContainerRequest {
-    CreateContainerRequest {
-        pod_sandbox_id: pod.id.clone(),
-        config: Some(ContainerConfig {
-            metadata: Some(ContainerMetadata {
-                name: name.into(),
-                attempt: 0,
-            }),
-            image: Some(ImageSpec {
-                image: image.into(),
-                ..Default::default()
-            }),
-            command: vec!["sleep".into(), "3600".into()],
-            log_path: format!("{name}.log"),
-            linux: Some(LinuxContainerConfig {
-                security_context: Some(LinuxContainerSecurityContext::default()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        sandbox_config: Some(pod.config.clone()),
-    }
+    create_request(pod, name, image, &["sleep", "3600"], &[])
 }
 
 async fn restore(wrapper: &std::path::Path) {

@@ -188,6 +188,41 @@ fn rand_suffix() -> u32 {
         .subsec_nanos()
 }
 
+/// CreateContainer in `pod` as the tests send it; an empty `command` keeps the image's.
+pub fn create_request(
+    pod: &Pod,
+    name: &str,
+    image: &str,
+    command: &[&str],
+    annotations: &[(&str, &str)],
+) -> CreateContainerRequest {
+    CreateContainerRequest {
+        pod_sandbox_id: pod.id.clone(),
+        config: Some(ContainerConfig {
+            metadata: Some(ContainerMetadata {
+                name: name.into(),
+                attempt: 0,
+            }),
+            image: Some(ImageSpec {
+                image: image.into(),
+                ..Default::default()
+            }),
+            command: command.iter().map(|c| c.to_string()).collect(),
+            log_path: format!("{name}.log"),
+            annotations: annotations
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            linux: Some(LinuxContainerConfig {
+                security_context: Some(LinuxContainerSecurityContext::default()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        sandbox_config: Some(pod.config.clone()),
+    }
+}
+
 /// Creates and starts a container; returns its id and log file.
 pub async fn container(
     cri: &mut Cri,
@@ -197,33 +232,15 @@ pub async fn container(
     script: &str,
     annotations: &[(&str, &str)],
 ) -> (String, PathBuf) {
-    let config = ContainerConfig {
-        metadata: Some(ContainerMetadata {
-            name: name.into(),
-            attempt: 0,
-        }),
-        image: Some(ImageSpec {
-            image: bed.var("BUSYBOX_IMAGE").into(),
-            ..Default::default()
-        }),
-        command: vec!["sh".into(), "-c".into(), script.into()],
-        log_path: format!("{name}.log"),
-        annotations: annotations
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        linux: Some(LinuxContainerConfig {
-            security_context: Some(LinuxContainerSecurityContext::default()),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
+    let request = create_request(
+        pod,
+        name,
+        bed.var("BUSYBOX_IMAGE"),
+        &["sh", "-c", script],
+        annotations,
+    );
     let id = cri
-        .create_container(CreateContainerRequest {
-            pod_sandbox_id: pod.id.clone(),
-            config: Some(config),
-            sandbox_config: Some(pod.config.clone()),
-        })
+        .create_container(request)
         .await
         .unwrap()
         .into_inner()

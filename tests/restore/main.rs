@@ -42,26 +42,7 @@ fn staged(dirs: &Dirs) -> Vec<String> {
 }
 
 fn request(pod: &Pod, name: &str, image: &str) -> CreateContainerRequest {
-    CreateContainerRequest {
-        pod_sandbox_id: pod.id.clone(),
-        config: Some(ContainerConfig {
-            metadata: Some(ContainerMetadata {
-                name: name.into(),
-                attempt: 0,
-            }),
-            image: Some(ImageSpec {
-                image: image.into(),
-                ..Default::default()
-            }),
-            log_path: format!("{name}.log"),
-            linux: Some(LinuxContainerConfig {
-                security_context: Some(LinuxContainerSecurityContext::default()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        sandbox_config: Some(pod.config.clone()),
-    }
+    create_request(pod, name, image, &[], &[])
 }
 
 async fn exec(cri: &mut Cri, id: &str, cmd: &[&str]) -> (i32, String) {
