@@ -7,7 +7,8 @@
 //! After the pod runs, it is checkpointed through the shim as kubelet's checkpoint API does
 //! (containerd 1.6 has no CRI checkpoint: the shim does it through containerd's own API),
 //! then restored into a new pod (containerd 1.6 has no restore either: the shim stages the
-//! checkpoint and its runc wrapper restores it).
+//! checkpoint and its runc wrapper restores it). Then the archive is inspected, built into
+//! an OCI image in containerd's store and restored from that image in a third pod.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -158,8 +159,8 @@ struct Demo {
     shim: Option<Shim>,
     kubelet: Option<Kubelet>,
     pod: Option<RunningPod>,
-    /// The restored pod and the counter's value at the checkpoint.
-    restored: Option<RunningPod>,
+    /// The pods restored from the checkpoint.
+    restored: Vec<RunningPod>,
     archive: Option<(PathBuf, u64)>,
     /// The runc wrapper containerd runs (next to the shim binary).
     wrapper: PathBuf,
@@ -178,7 +179,7 @@ impl Demo {
             shim: None,
             kubelet: None,
             pod: None,
-            restored: None,
+            restored: Vec::new(),
             archive: None,
             wrapper: args.shim.with_file_name("ckpt-shim-runc"),
         };
@@ -210,6 +211,11 @@ impl Demo {
         step(
             "restore: CreateContainer + StartContainer with the archive as image, in a new pod",
             self.restore(),
+        )
+        .await?;
+        step(
+            "forensics, and the checkpoint as an OCI image restored in a third pod",
+            self.image(),
         )
         .await?;
         step(
@@ -525,10 +531,8 @@ impl Demo {
     }
 
     async fn remove_pod(&mut self) -> anyhow::Result<()> {
-        for pod in [self.pod.take(), self.restored.take()]
-            .into_iter()
-            .flatten()
-        {
+        let restored = std::mem::take(&mut self.restored);
+        for pod in self.pod.take().into_iter().chain(restored) {
             self.kubelet().remove_pod_fully(&pod.pod_id).await?;
             let filter = cri::PodSandboxFilter {
                 id: pod.pod_id.clone(),
@@ -555,7 +559,7 @@ impl Demo {
                 dir.display()
             );
         }
-        println!("   the staged checkpoint went with the restored container");
+        println!("   the staged checkpoints went with the restored containers");
         Ok(())
     }
 
@@ -563,22 +567,59 @@ impl Demo {
     /// image, the shim stages it and has containerd's runc runtime (the shim's wrapper)
     /// restore it at StartContainer.
     async fn restore(&mut self) -> anyhow::Result<()> {
-        let (archive, at) = self.archive.clone().context("no checkpoint")?;
-        let uid = kubelet::unique("demo-restored");
+        let (archive, _) = self.archive.clone().context("no checkpoint")?;
+        self.restore_into("counter-restored", &archive.display().to_string())
+            .await
+    }
+
+    /// What an analyst sees in the archive, then the archive as an OCI image in containerd's
+    /// store (no buildah), and a third pod restored from that image.
+    async fn image(&mut self) -> anyhow::Result<()> {
+        let (archive, _) = self.archive.clone().context("no checkpoint")?;
+        let binary = ckpt_shim_tests::shim::binary();
+        let out = std::process::Command::new(&binary)
+            .args(["inspect", "--ps-tree"])
+            .arg(&archive)
+            .output()?;
+        if !out.status.success() {
+            bail!("inspect: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        println!("   ckpt-shim inspect --ps-tree {}:", archive.display());
+        let text = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<&str> = text.lines().take(20).collect();
+        println!("{}", indent(&lines.join("\n")));
+        let name = "localhost/ckpt-shim-demo/counter:checkpoint";
+        let socket = format!("unix://{}", self.instance().socket.display());
+        let out = std::process::Command::new(&binary)
+            .args(["image", "build"])
+            .arg(&archive)
+            .args([name, "--import", "--containerd", &socket])
+            .output()?;
+        if !out.status.success() {
+            bail!("image build: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        println!(
+            "   ckpt-shim image build {} {name} --import: {}",
+            archive.display(),
+            String::from_utf8_lossy(&out.stdout).trim()
+        );
+        self.restore_into("counter-from-image", name).await
+    }
+
+    async fn restore_into(&mut self, pod_name: &str, image: &str) -> anyhow::Result<()> {
+        let (_, at) = self.archive.clone().context("no checkpoint")?;
+        let uid = kubelet::unique(pod_name);
         let config = kubelet::host_network_pod(
-            "counter-restored",
+            pod_name,
             "default",
             &uid,
             Path::new(self.instance().get("POD_LOG_DIR")),
             &self.instance().cgroup_parent(&uid),
             &uid,
         );
-        let mut container = kubelet::counter_container("counter", &archive.display().to_string());
+        let mut container = kubelet::counter_container("counter", image);
         container.command.clear();
-        println!(
-            "   pod default/counter-restored, container 'counter' with image {}",
-            archive.display()
-        );
+        println!("   pod default/{pod_name}, container 'counter' with image {image}");
         let started = Instant::now();
         let pod = self.kubelet().run_counter_pod(&config, &container).await?;
         println!(
@@ -587,7 +628,7 @@ impl Demo {
             short(&pod.container_id),
             started.elapsed()
         );
-        self.restored = Some(pod.clone());
+        self.restored.push(pod.clone());
         let now = self.counter(&pod.container_id).await?;
         kubelet::wait_counter(&pod.log_path, 1, Duration::from_secs(10)).await?;
         let values = kubelet::counter_values(&kubelet::read_cri_log(&pod.log_path)?);
@@ -666,10 +707,8 @@ impl Demo {
     /// Best effort, in reverse order: pod, shim, test bed.
     async fn clean_up(&mut self) -> anyhow::Result<()> {
         let mut result = Ok(());
-        for pod in [self.pod.take(), self.restored.take()]
-            .into_iter()
-            .flatten()
-        {
+        let restored = std::mem::take(&mut self.restored);
+        for pod in self.pod.take().into_iter().chain(restored) {
             if let Some(k) = self.kubelet.as_mut() {
                 if let Err(e) = k.remove_pod_fully(&pod.pod_id).await {
                     eprintln!("   removing pod {}: {e:#}", short(&pod.pod_id));
