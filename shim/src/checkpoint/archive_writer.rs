@@ -59,9 +59,14 @@ impl<W> Hashing<W> {
     }
 }
 
-/// Copies up to `len` bytes from `from`'s start to `to`'s current offset, in 64 MiB steps
-/// with the deadline checked between them. Returns how many were copied.
-fn copy_in_kernel(from: &File, to: &File, len: u64, deadline: Option<Instant>) -> io::Result<u64> {
+/// Copies up to `len` bytes from `from`'s start to `to`'s current offset, in steps with the
+/// deadline checked between them. Returns how many were copied.
+fn copy_in_kernel(
+    from: &File,
+    to: &mut Writeback,
+    len: u64,
+    deadline: Option<Instant>,
+) -> io::Result<u64> {
     use std::os::fd::AsFd;
     let mut off = 0i64;
     let mut done = 0u64;
@@ -69,15 +74,75 @@ fn copy_in_kernel(from: &File, to: &File, len: u64, deadline: Option<Instant>) -
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return Err(io::Error::other(Abort::Deadline));
         }
-        let want = (len - done).min(64 << 20) as usize;
-        let n = nix::fcntl::copy_file_range(from.as_fd(), Some(&mut off), to.as_fd(), None, want)
-            .map_err(io::Error::from)?;
+        let want = (len - done).min(WRITEBACK_STEP) as usize;
+        let n =
+            nix::fcntl::copy_file_range(from.as_fd(), Some(&mut off), to.file.as_fd(), None, want)
+                .map_err(io::Error::from)?;
         if n == 0 {
             break;
         }
         done += n as u64;
+        to.advanced(n as u64);
     }
     Ok(done)
+}
+
+/// Dirty pages are sent to the disk every this many bytes.
+const WRITEBACK_STEP: u64 = 8 << 20;
+
+/// A file whose dirty pages are sent to the disk as they accumulate (`sync_file_range`,
+/// which only starts the writes): the disk works while the archive is still being written,
+/// and the fsync at the end waits for the last few MiB instead of the whole archive.
+pub struct Writeback {
+    file: File,
+    written: u64,
+    started: u64,
+}
+
+impl Writeback {
+    pub fn new(file: File) -> Self {
+        Writeback {
+            file,
+            written: 0,
+            started: 0,
+        }
+    }
+
+    /// `n` more bytes were written at the end of the file.
+    fn advanced(&mut self, n: u64) {
+        use std::os::fd::AsRawFd;
+        self.written += n;
+        let pending = self.written - self.started;
+        if pending >= WRITEBACK_STEP {
+            // SAFETY: a range of a descriptor this value owns. A failure only means the
+            // final fsync does all the work.
+            unsafe {
+                libc::sync_file_range(
+                    self.file.as_raw_fd(),
+                    self.started as i64,
+                    pending as i64,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                )
+            };
+            self.started = self.written;
+        }
+    }
+
+    pub fn into_inner(self) -> File {
+        self.file
+    }
+}
+
+impl Write for Writeback {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.advanced(n as u64);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 impl<W: Write> Write for Hashing<W> {
@@ -108,7 +173,7 @@ impl<W: Write> Write for Hashing<W> {
 pub struct ArchiveWriter {
     temp: PathBuf,
     location: PathBuf,
-    tar: Option<tar::Builder<Hashing<BufWriter<File>>>>,
+    tar: Option<tar::Builder<Hashing<BufWriter<Writeback>>>>,
     mtime: u64,
 }
 
@@ -136,7 +201,7 @@ impl ArchiveWriter {
             .mode(0o600)
             .open(&temp)?;
         let hashing = Hashing {
-            inner: BufWriter::with_capacity(1 << 20, file),
+            inner: BufWriter::with_capacity(1 << 20, Writeback::new(file)),
             hasher: Sha256::new(),
             size: 0,
             limit,
@@ -167,7 +232,7 @@ impl ArchiveWriter {
         h
     }
 
-    fn builder(&mut self) -> &mut tar::Builder<Hashing<BufWriter<File>>> {
+    fn builder(&mut self) -> &mut tar::Builder<Hashing<BufWriter<Writeback>>> {
         self.tar.as_mut().expect("the builder lives until finish")
     }
 
@@ -213,7 +278,7 @@ impl ArchiveWriter {
         let mut hashed_source = File::open(path)?;
         let (hasher, out, deadline) = (
             &mut hashing.hasher,
-            hashing.inner.get_ref(),
+            hashing.inner.get_mut(),
             hashing.deadline,
         );
         let stop = std::sync::atomic::AtomicBool::new(false);
@@ -263,6 +328,7 @@ impl ArchiveWriter {
         let finished = (|| {
             let hashing = tar.into_inner()?;
             let file = hashing.inner.into_inner().map_err(|e| e.into_error())?;
+            let file = file.into_inner();
             file.sync_all()?;
             drop(file);
             std::fs::rename(&self.temp, &self.location)?;

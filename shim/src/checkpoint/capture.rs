@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 
-use super::archive_writer::{hex, Written};
+use super::archive_writer::{hex, Writeback, Written};
 
 /// What came through the FIFO.
 pub struct Captured {
@@ -144,61 +144,129 @@ fn set_blocking(file: &File) -> io::Result<()> {
     Ok(())
 }
 
-/// Everything read from the pipe goes to the file and the hash, until the limit.
-struct Tee {
-    pipe: File,
-    file: io::BufWriter<File>,
+/// The pipe is drained in chunks of this size; this many wait for the hasher at most.
+const CHUNK: usize = 1 << 20;
+const QUEUED: usize = 8;
+
+/// The FIFO's buffer, when the kernel allows it: fewer, larger writes for the runtime.
+const PIPE_BYTES: i32 = 4 << 20;
+
+/// Hands the chunks it receives to a reader, hashing each as it arrives.
+struct Chunks {
+    rx: std::sync::mpsc::Receiver<(Vec<u8>, usize)>,
+    recycle: std::sync::mpsc::Sender<Vec<u8>>,
     hasher: Sha256,
-    size: u64,
-    limit: u64,
-    failed: Option<io::Error>,
+    current: Vec<u8>,
+    len: usize,
+    pos: usize,
 }
 
-impl Read for Tee {
+impl Read for Chunks {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.pipe.read(buf)?;
-        self.size += n as u64;
-        if self.failed.is_none() {
-            if self.limit > 0 && self.size > self.limit {
-                self.failed = Some(io::Error::other(super::archive_writer::Abort::TooLarge(
-                    self.limit,
-                )));
-            } else if let Err(e) = self.file.write_all(&buf[..n]) {
-                self.failed = Some(e);
-            } else {
-                self.hasher.update(&buf[..n]);
+        if self.pos == self.len {
+            let Ok((chunk, len)) = self.rx.recv() else {
+                return Ok(0);
+            };
+            self.hasher.update(&chunk[..len]);
+            let done = std::mem::replace(&mut self.current, chunk);
+            if !done.is_empty() {
+                let _ = self.recycle.send(done);
             }
+            (self.len, self.pos) = (len, 0);
         }
+        let n = buf.len().min(self.len - self.pos);
+        buf[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+        self.pos += n;
         Ok(n)
     }
 }
 
-fn drain(pipe: File, file: File, limit: u64, out: PathBuf) -> io::Result<Captured> {
-    let mut tee = Tee {
-        pipe,
-        file: io::BufWriter::with_capacity(1 << 20, file),
-        hasher: Sha256::new(),
-        size: 0,
-        limit,
-        failed: None,
-    };
-    let criu_version = super::sidecar::criu_version_in_tar(&mut tee);
-    // Whatever the tar reader left unread (padding, or everything after a bad header).
-    io::copy(&mut tee, &mut io::sink())?;
-    if let Some(e) = tee.failed {
+/// Reads the pipe to its end. Each chunk goes to the file here and to a second thread that
+/// hashes it and looks for CRIU's version, so neither waits for the other; the file's dirty
+/// pages are sent to the disk as they accumulate, so the final fsync has little left to do.
+/// Past the limit, or after a write error, the pipe is still read to its end, so the runtime
+/// never blocks, but the capture fails.
+fn drain(mut pipe: File, file: File, limit: u64, out: PathBuf) -> io::Result<Captured> {
+    {
+        use std::os::fd::AsRawFd;
+        // Above /proc/sys/fs/pipe-max-size (1 MiB by default) only with CAP_SYS_RESOURCE.
+        for bytes in [PIPE_BYTES, 1 << 20] {
+            // SAFETY: fcntl on a descriptor this function owns; a failure keeps the size.
+            if unsafe { libc::fcntl(pipe.as_raw_fd(), libc::F_SETPIPE_SZ, bytes) } >= 0 {
+                break;
+            }
+        }
+    }
+    let (to_hash, chunks) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(QUEUED);
+    let (recycle, recycled) = std::sync::mpsc::channel::<Vec<u8>>();
+    let hashing = std::thread::Builder::new()
+        .name("archive-hash".into())
+        .spawn(move || {
+            let mut chunks = Chunks {
+                rx: chunks,
+                recycle,
+                hasher: Sha256::new(),
+                current: Vec::new(),
+                len: 0,
+                pos: 0,
+            };
+            let criu_version = super::sidecar::criu_version_in_tar(&mut chunks);
+            // Whatever the tar reader left unread (padding, or everything after a bad header).
+            let _ = io::copy(&mut chunks, &mut io::sink());
+            (hex(&chunks.hasher.finalize()), criu_version)
+        })?;
+    let mut to_hash = Some(to_hash);
+    let mut file = Writeback::new(file);
+    let mut size = 0u64;
+    let mut failed: Option<io::Error> = None;
+    loop {
+        let mut buf = recycled.try_recv().unwrap_or_default();
+        buf.resize(CHUNK, 0);
+        let n = match pipe.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                failed.get_or_insert(e);
+                break;
+            }
+        };
+        size += n as u64;
+        if failed.is_none() {
+            if limit > 0 && size > limit {
+                failed = Some(io::Error::other(super::archive_writer::Abort::TooLarge(
+                    limit,
+                )));
+            } else if let Err(e) = file.write_all(&buf[..n]) {
+                failed = Some(e);
+            }
+        }
+        match (&failed, &to_hash) {
+            (None, Some(tx)) => {
+                // A hasher that stopped early is not waited for.
+                if tx.send((buf, n)).is_err() {
+                    to_hash = None;
+                }
+            }
+            _ => to_hash = None,
+        }
+    }
+    if let Some(e) = failed {
+        // Whatever else the runtime writes is read and dropped.
+        let _ = io::copy(&mut pipe, &mut io::sink());
         return Err(e);
     }
-    let file = tee.file.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
-    if tee.size == 0 {
+    drop(to_hash);
+    let (sha256, criu_version) = hashing
+        .join()
+        .map_err(|_| io::Error::other("the hashing thread panicked"))?;
+    file.into_inner().sync_all()?;
+    if size == 0 {
         return Err(io::Error::other("the runtime wrote nothing to the archive"));
     }
     Ok(Captured {
         out,
-        written: Written {
-            sha256: hex(&tee.hasher.finalize()),
-            size: tee.size,
-        },
+        written: Written { sha256, size },
         criu_version,
     })
 }
