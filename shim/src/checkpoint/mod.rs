@@ -10,6 +10,7 @@
 pub mod abort;
 pub mod archive_writer;
 pub mod capture;
+pub mod early_pages;
 pub mod engine;
 pub mod location;
 pub mod metadata;
@@ -287,6 +288,7 @@ impl Checkpointer {
         let result = self.checkpoint(&job, &mut record).await;
         record.duration_ms = start.elapsed().as_millis() as u64;
         record.conclude(result.as_ref().map(|_| ()));
+        let runtime_ms = result.as_ref().map_or(0, |r| r.as_millis() as u64);
         if let Some(audit) = &self.audit {
             if let Err(e) = audit.append(&record).await {
                 tracing::error!(error = %e, "cannot append to the audit log");
@@ -295,12 +297,13 @@ impl Checkpointer {
         tracing::info!(
             container = %record.container_id, pod = %record.pod, namespace = %record.namespace,
             result = record.result, code = %record.code, size = record.size,
-            duration_ms = record.duration_ms, "CheckpointContainer"
+            duration_ms = record.duration_ms, runtime_ms, "CheckpointContainer"
         );
-        result.map(|()| Vec::new())
+        result.map(|_| Vec::new())
     }
 
-    async fn checkpoint(&self, job: &Job, record: &mut Record) -> Result<(), Status> {
+    /// Returns how long the runtime's part took.
+    async fn checkpoint(&self, job: &Job, record: &mut Record) -> Result<Duration, Status> {
         let started = SystemTime::now();
         let request = &job.request;
         let deadline = (request.timeout > 0)
@@ -369,7 +372,7 @@ impl Checkpointer {
                 location.path.display()
             ))
         })?;
-        Ok(())
+        Ok(made.runtime)
     }
 
     /// The container, which must exist and run.

@@ -57,6 +57,7 @@ pub async fn run(
     // really gone: containerd 2.x stages a checkpoint in a directory per container, and a
     // second one started before the first ended would fail on it.
     let (upstream, head) = (cx.upstream.clone(), head.clone());
+    let sent = Instant::now();
     let mut send =
         tokio::spawn(async move { unary::call(&upstream, &head, frame(&payload)).await });
     let answer = match deadline {
@@ -94,6 +95,7 @@ pub async fn run(
             return Err(status);
         }
     };
+    let runtime = sent.elapsed();
     let (code, message) = answer.status();
     if code == Code::Unimplemented {
         let _ = std::fs::remove_file(&temp);
@@ -125,6 +127,7 @@ pub async fn run(
                 Ok(Outcome::Done(Made {
                     written: got.written,
                     criu_version: got.criu_version,
+                    runtime,
                 }))
             })
             .await
@@ -139,7 +142,7 @@ pub async fn run(
         None => temp,
     };
     tokio::task::spawn_blocking(move || {
-        let result = seal(&temp, &final_path, limit);
+        let result = seal(&temp, &final_path, limit, runtime);
         if result.is_err() {
             let _ = std::fs::remove_file(&temp);
         }
@@ -152,7 +155,7 @@ pub async fn run(
 
 /// 0600, size limit, digest (one read, which also finds CRIU's version in dump.log), fsync,
 /// rename, directory fsync.
-fn seal(temp: &Path, location: &Path, limit: u64) -> Result<Made, Status> {
+fn seal(temp: &Path, location: &Path, limit: u64, runtime: Duration) -> Result<Made, Status> {
     let io_err = |e: io::Error| {
         let (code, why) = super::archive_writer::classify(&e);
         Status::new(code, why)
@@ -187,6 +190,7 @@ fn seal(temp: &Path, location: &Path, limit: u64) -> Result<Made, Status> {
             size,
         },
         criu_version,
+        runtime,
     })
 }
 
