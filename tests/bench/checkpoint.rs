@@ -26,6 +26,19 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+/// The median of `runtime_ms` over the shim's CheckpointContainer log lines: how long the
+/// runtime (and CRIU) took, so that the rest is the shim's own work.
+fn median_runtime_ms(logs: &str) -> u64 {
+    let mut v: Vec<u64> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["message"] == "CheckpointContainer")
+        .filter_map(|v| v["runtime_ms"].as_u64())
+        .collect();
+    v.sort();
+    v.get(v.len() / 2).copied().unwrap_or(0)
+}
+
 fn main() {
     if let Some(why) = skip() {
         println!("checkpoint benchmark skipped: {why}");
@@ -37,16 +50,26 @@ fn main() {
         .unwrap();
     runtime.block_on(async {
         println!("checkpoint of a container holding {MIB} MiB of dirtied memory, median of {ROUNDS}, shim {}", ckpt_shim_tests::shim::binary().display());
-        bench("1.6", "raw task checkpoint (CRIU images only)").await;
-        bench("2.1", "containerd's own CRI CheckpointContainer").await;
+        bench("1.6", "raw task checkpoint (CRIU images only)", false).await;
+        bench("2.1", "containerd's own CRI CheckpointContainer", true).await;
     });
 }
 
-async fn bench(version: &str, baseline: &str) {
+/// `also_emulated`: a second shim with `checkpoint.mode = emulate` checkpoints the same
+/// container in the same rounds (the shim's own checkpoint where the runtime has one).
+async fn bench(version: &str, baseline: &str, also_emulated: bool) {
     let bed = Bed::up(&format!("{version}-bench"));
     let dirs = Dirs::new();
     let shim = shim(&bed, &dirs, "").await;
     let mut via_shim = cri(&shim.socket).await;
+    let emulated_dirs = Dirs::new();
+    let mut emulated = None;
+    if also_emulated {
+        let s = bed::shim(&bed, &emulated_dirs, "mode = \"emulate\"").await;
+        let c = cri(&s.socket).await;
+        emulated = Some((s, c));
+    }
+    let mut emulated_times = Vec::new();
     let mut direct = cri(&bed.socket).await;
     let pod = pod(&mut via_shim, &bed, "bench-pod", "bench").await;
     let script = format!(
@@ -72,6 +95,17 @@ async fn bench(version: &str, baseline: &str) {
         let _ = std::fs::remove_file(&location);
         let _ = std::fs::remove_file(format!("{}.json", location.display()));
 
+        if let Some((_, c)) = emulated.as_mut() {
+            let location = emulated_dirs
+                .archives()
+                .join(format!("emulated-{round}.tar"));
+            let t = Instant::now();
+            checkpoint(c, &id, &location, 300).await.unwrap();
+            emulated_times.push(t.elapsed());
+            let _ = std::fs::remove_file(&location);
+            let _ = std::fs::remove_file(format!("{}.json", location.display()));
+        }
+
         let t = Instant::now();
         if version == "1.6" {
             let images = dirs.root.path().join(format!("raw-{round}"));
@@ -95,10 +129,20 @@ async fn bench(version: &str, baseline: &str) {
     }
     let (s, b) = (median(shim_times), median(base_times));
     println!(
-        "containerd {version}: through the shim {s:.3?} (archive {} MiB) | {baseline} {b:.3?} | ratio {:.2}x | shim peak RSS {} MiB",
+        "containerd {version}: through the shim {s:.3?} (archive {} MiB; the runtime's part {} ms) | {baseline} {b:.3?} | ratio {:.2}x | shim peak RSS {} MiB",
         archive_size >> 20,
+        median_runtime_ms(&shim.logs()),
         s.as_secs_f64() / b.as_secs_f64(),
         shim.peak_rss_kib() >> 10
     );
+    if let Some((s_emulated, _)) = &emulated {
+        let e = median(emulated_times);
+        println!(
+            "containerd {version}, checkpoint.mode = emulate: through the shim {e:.3?} (the runtime's part {} ms) | {baseline} {b:.3?} | ratio {:.2}x | shim peak RSS {} MiB",
+            median_runtime_ms(&s_emulated.logs()),
+            e.as_secs_f64() / b.as_secs_f64(),
+            s_emulated.peak_rss_kib() >> 10
+        );
+    }
     remove_pod(&mut via_shim, &pod).await;
 }
