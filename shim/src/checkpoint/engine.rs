@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
 use super::archive_writer::{classify, ArchiveWriter, Written};
-use super::early_pages::{self, EarlyPages};
 use super::location::Location;
 use super::{abort, metadata, rootfs, Checkpointer, Target};
 use crate::api::containerd::runc::v1::CheckpointOptions;
@@ -85,40 +84,6 @@ pub async fn run(
         work_path: staging.criu_work().display().to_string(),
         ..options
     };
-    let fail = |e: std::io::Error| {
-        let (code, why) = classify(&e);
-        Status::new(code, why)
-    };
-
-    // The archive starts before the dump: its first members are known already, and the page
-    // images go in as soon as CRIU closes them, while the dump is still running.
-    let runtime_name = container.runtime.map(|r| r.name).unwrap_or_default();
-    let head = Head {
-        config_dump: metadata::config_dump(target, &runtime_name, SystemTime::now()),
-        spec,
-        status_dump: metadata::status_dump(target),
-    };
-    let limit = (settings.max_archive_bytes > 0).then_some(settings.max_archive_bytes);
-    let path = location.path.clone();
-    let images = staging.images();
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&images)
-        .map_err(|e| Status::internal(format!("cannot create {}: {e}", images.display())))?;
-    let early = {
-        let (head, path, images) = (head.clone(), path.clone(), images.clone());
-        tokio::task::spawn_blocking(move || {
-            let mut w = ArchiveWriter::create(&path, limit, deadline)?;
-            head.write(&mut w)?;
-            EarlyPages::start(&images, w)
-        })
-        .await
-        .map_err(|e| Status::internal(format!("the archive writer stopped: {e}")))?
-        .map_err(fail)?
-    };
-    let stop_early = |early: EarlyPages| async move {
-        let _ = tokio::task::spawn_blocking(move || early.finish()).await;
-    };
 
     // 1. CRIU dump, through containerd and runc; the container keeps running.
     let dump_started = Instant::now();
@@ -129,7 +94,6 @@ pub async fn run(
             Err(_) => {
                 let killed = abort::kill_dump(&target.id);
                 let state = abort::unfreeze(&cx.containerd, &target.id).await;
-                stop_early(early).await;
                 tracing::warn!(container = %target.id, killed, ?state, "checkpoint timed out during the CRIU dump");
                 return Err(Status::new(
                     Code::DeadlineExceeded,
@@ -142,12 +106,11 @@ pub async fn run(
     if let Err(e) = dumped {
         // A failed dump may still leave the cgroup frozen.
         abort::unfreeze(&cx.containerd, &target.id).await;
-        stop_early(early).await;
         return Err(criu_failure(settings, target, &staging, &e));
     }
     let runtime = dump_started.elapsed();
 
-    // 2. Writable layer and the rest of the archive, off the async threads: all file I/O.
+    // 2. Writable layer and archive, off the async threads: it is all file I/O.
     let upper = cx
         .containerd
         .mounts(&container.snapshotter, &container.snapshot_key)
@@ -155,19 +118,27 @@ pub async fn run(
         .map_err(|e| super::runtime_error(e, "cannot read the container's snapshot mounts"))?
         .iter()
         .find_map(|m| rootfs::upperdir(&m.r#type, &m.options));
+    let limit = (settings.max_archive_bytes > 0).then_some(settings.max_archive_bytes);
+    let config_dump = metadata::config_dump(
+        target,
+        &container.runtime.map(|r| r.name).unwrap_or_default(),
+        SystemTime::now(),
+    );
+    let status_dump = metadata::status_dump(target);
     let log_path = PathBuf::from(&target.status.log_path);
+    let path = location.path.clone();
     let work = staging.dir.clone();
+    let images = staging.images();
     let criu_work = staging.criu_work();
     let written = tokio::task::spawn_blocking(move || -> Result<Made, Status> {
-        let (mut w, mut taken) = early.finish().map_err(fail)?;
-        if !early_pages::unchanged(&images, &taken) {
-            // Not what CRIU left in the end: the archive is made again, all after the dump.
-            tracing::warn!(images = %images.display(), "a page image changed after CRIU closed it; archiving all images again");
-            drop(w);
-            w = ArchiveWriter::create(&path, limit, deadline).map_err(fail)?;
-            head.write(&mut w).map_err(fail)?;
-            taken.clear();
-        }
+        let fail = |e: std::io::Error| {
+            let (code, why) = classify(&e);
+            Status::new(code, why)
+        };
+        let mut w = ArchiveWriter::create(&path, limit, deadline).map_err(fail)?;
+        w.add_bytes("config.dump", &config_dump).map_err(fail)?;
+        w.add_bytes("spec.dump", &spec).map_err(fail)?;
+        w.add_bytes("status.dump", &status_dump).map_err(fail)?;
         if let Some(upper) = upper {
             let diff_tar = work.join("rootfs-diff.tar");
             let diff = rootfs::write_diff(&upper, &diff_tar).map_err(|e| {
@@ -201,16 +172,18 @@ pub async fn run(
         if log_path.is_file() {
             w.add_file("container.log", &log_path).map_err(fail)?;
         }
+        w.add_dir("checkpoint").map_err(fail)?;
         let mut files: Vec<_> = std::fs::read_dir(&images)
             .and_then(|d| d.collect::<Result<Vec<_>, _>>())
             .map_err(|e| Status::internal(format!("cannot list the CRIU images: {e}")))?;
         files.sort_by_key(|e| e.file_name());
         for f in files {
             let name = f.file_name();
-            if name == "stats-dump" || taken.iter().any(|t| t.name == name) {
+            let name = name.to_string_lossy();
+            if name == "stats-dump" {
                 continue;
             }
-            w.add_image(&format!("checkpoint/{}", name.to_string_lossy()), &f.path())
+            w.add_image(&format!("checkpoint/{name}"), &f.path())
                 .map_err(fail)?;
         }
         let written = w.finish().map_err(fail)?;
@@ -224,23 +197,6 @@ pub async fn run(
     .map_err(|e| Status::internal(format!("the archive writer stopped: {e}")))?;
     drop(staging);
     written
-}
-
-/// The members known before the dump, which open the archive.
-#[derive(Clone)]
-struct Head {
-    config_dump: Vec<u8>,
-    spec: Vec<u8>,
-    status_dump: Vec<u8>,
-}
-
-impl Head {
-    fn write(&self, w: &mut ArchiveWriter) -> std::io::Result<()> {
-        w.add_bytes("config.dump", &self.config_dump)?;
-        w.add_bytes("spec.dump", &self.spec)?;
-        w.add_bytes("status.dump", &self.status_dump)?;
-        w.add_dir("checkpoint")
-    }
 }
 
 fn read_head(path: &Path) -> Option<String> {

@@ -10,7 +10,6 @@
 pub mod abort;
 pub mod archive_writer;
 pub mod capture;
-pub mod early_pages;
 pub mod engine;
 pub mod location;
 pub mod metadata;
