@@ -39,6 +39,40 @@ fn median_runtime_ms(logs: &str) -> u64 {
     v.get(v.len() / 2).copied().unwrap_or(0)
 }
 
+/// How long CRIU kept the container frozen, from its dump.log: from the freezer reporting
+/// FROZEN to the last task let go.
+fn frozen_ms(log: &str) -> Option<f64> {
+    let time =
+        |l: &str| -> Option<f64> { l.strip_prefix('(')?.split(')').next()?.trim().parse().ok() };
+    let frozen = log.lines().find(|l| {
+        l.contains("freezer.state=FROZEN")
+            || l.contains("cgroup.freeze=1")
+            || l.contains("freezing processes: ")
+    })?;
+    let thawed = log.lines().filter(|l| l.contains("Unseizing")).last()?;
+    Some((time(thawed)? - time(frozen)?) * 1000.0)
+}
+
+fn frozen_ms_in_archive(archive: &std::path::Path) -> Option<f64> {
+    use std::io::Read;
+    let mut a = tar::Archive::new(std::fs::File::open(archive).ok()?);
+    for entry in a.entries().ok()? {
+        let mut entry = entry.ok()?;
+        if entry.path().ok()?.as_os_str() == "dump.log" {
+            let mut log = String::new();
+            entry.read_to_string(&mut log).ok()?;
+            return frozen_ms(&log);
+        }
+    }
+    None
+}
+
+fn median_ms(mut v: Vec<f64>) -> String {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2)
+        .map_or_else(|| "?".into(), |m| format!("{m:.0}"))
+}
+
 fn main() {
     if let Some(why) = skip() {
         println!("checkpoint benchmark skipped: {why}");
@@ -70,6 +104,9 @@ async fn bench(version: &str, baseline: &str, also_emulated: bool) {
         emulated = Some((s, c));
     }
     let mut emulated_times = Vec::new();
+    // Frozen times (ms): through the shim, through the emulating shim, the baseline.
+    let (mut frozen_shim, mut frozen_emulated, mut frozen_base) =
+        (Vec::new(), Vec::new(), Vec::new());
     let mut direct = cri(&bed.socket).await;
     let pod = pod(&mut via_shim, &bed, "bench-pod", "bench").await;
     let script = format!(
@@ -92,6 +129,7 @@ async fn bench(version: &str, baseline: &str, also_emulated: bool) {
             .unwrap();
         shim_times.push(t.elapsed());
         archive_size = std::fs::metadata(&location).unwrap().len();
+        frozen_shim.extend(frozen_ms_in_archive(&location));
         let _ = std::fs::remove_file(&location);
         let _ = std::fs::remove_file(format!("{}.json", location.display()));
 
@@ -102,6 +140,7 @@ async fn bench(version: &str, baseline: &str, also_emulated: bool) {
             let t = Instant::now();
             checkpoint(c, &id, &location, 300).await.unwrap();
             emulated_times.push(t.elapsed());
+            frozen_emulated.extend(frozen_ms_in_archive(&location));
             let _ = std::fs::remove_file(&location);
             let _ = std::fs::remove_file(format!("{}.json", location.display()));
         }
@@ -118,12 +157,15 @@ async fn bench(version: &str, baseline: &str, also_emulated: bool) {
             };
             containerd.checkpoint(&id, options).await.unwrap();
             base_times.push(t.elapsed());
+            let log = std::fs::read_to_string(work.join("dump.log")).unwrap_or_default();
+            frozen_base.extend(frozen_ms(&log));
             let _ = std::fs::remove_dir_all(&images);
             let _ = std::fs::remove_dir_all(&work);
         } else {
             let location = dirs.archives().join(format!("native-{round}.tar"));
             checkpoint(&mut direct, &id, &location, 300).await.unwrap();
             base_times.push(t.elapsed());
+            frozen_base.extend(frozen_ms_in_archive(&location));
             let _ = std::fs::remove_file(&location);
         }
     }
@@ -135,6 +177,11 @@ async fn bench(version: &str, baseline: &str, also_emulated: bool) {
         s.as_secs_f64() / b.as_secs_f64(),
         shim.peak_rss_kib() >> 10
     );
+    println!(
+        "    container frozen (CRIU's dump.log): through the shim {} ms | {baseline} {} ms",
+        median_ms(frozen_shim),
+        median_ms(frozen_base.clone())
+    );
     if let Some((s_emulated, _)) = &emulated {
         let e = median(emulated_times);
         println!(
@@ -142,6 +189,11 @@ async fn bench(version: &str, baseline: &str, also_emulated: bool) {
             median_runtime_ms(&s_emulated.logs()),
             e.as_secs_f64() / b.as_secs_f64(),
             s_emulated.peak_rss_kib() >> 10
+        );
+        println!(
+            "    container frozen (CRIU's dump.log): through the shim {} ms | {baseline} {} ms",
+            median_ms(frozen_emulated),
+            median_ms(frozen_base)
         );
     }
     remove_pod(&mut via_shim, &pod).await;
