@@ -41,8 +41,11 @@ struct Hashing<W> {
     next_deadline_check: u64,
 }
 
-/// Files at least this big are copied in the kernel.
-const IN_KERNEL_MIN: u64 = 1 << 20;
+/// Files at least this big are hashed on a second thread, in chunks of `CHUNK`, with at most
+/// `QUEUED` chunks waiting.
+const HASH_APART_MIN: u64 = 1 << 20;
+const CHUNK: usize = 1 << 20;
+const QUEUED: usize = 8;
 
 impl<W> Hashing<W> {
     /// The size limit and the deadline, for `more` bytes about to be added.
@@ -57,34 +60,6 @@ impl<W> Hashing<W> {
         }
         Ok(())
     }
-}
-
-/// Copies up to `len` bytes from `from`'s start to `to`'s current offset, in steps with the
-/// deadline checked between them. Returns how many were copied.
-fn copy_in_kernel(
-    from: &File,
-    to: &mut Writeback,
-    len: u64,
-    deadline: Option<Instant>,
-) -> io::Result<u64> {
-    use std::os::fd::AsFd;
-    let mut off = 0i64;
-    let mut done = 0u64;
-    while done < len {
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            return Err(io::Error::other(Abort::Deadline));
-        }
-        let want = (len - done).min(WRITEBACK_STEP) as usize;
-        let n =
-            nix::fcntl::copy_file_range(from.as_fd(), Some(&mut off), to.file.as_fd(), None, want)
-                .map_err(io::Error::from)?;
-        if n == 0 {
-            break;
-        }
-        done += n as u64;
-        to.advanced(n as u64);
-    }
-    Ok(done)
 }
 
 /// Dirty pages are sent to the disk every this many bytes.
@@ -259,12 +234,12 @@ impl ArchiveWriter {
         self.builder().append_data(&mut h, name, reader)
     }
 
-    /// Streams in a file that no longer changes (a CRIU image). Big ones are copied file to
-    /// file inside the kernel (`copy_file_range`) while another thread hashes the same bytes
-    /// from the source: the data never passes through this process's buffers.
+    /// Streams in a file that no longer changes (a CRIU image). Big ones are read and written
+    /// here while a second thread hashes the same chunks in order, so hashing, the slowest
+    /// part, never waits for the reads and writes nor they for it.
     pub fn add_image(&mut self, name: &str, path: &Path) -> io::Result<()> {
         let size = std::fs::metadata(path)?.len();
-        if size < IN_KERNEL_MIN {
+        if size < HASH_APART_MIN {
             return self.add_file(name, path);
         }
         let mut h = self.header(tar::EntryType::Regular, size, 0o600);
@@ -274,46 +249,46 @@ impl ArchiveWriter {
         hashing.write_all(h.as_bytes())?;
         hashing.check(size)?;
         hashing.inner.flush()?;
-        let source = File::open(path)?;
-        let mut hashed_source = File::open(path)?;
+        let mut source = File::open(path)?;
         let (hasher, out, deadline) = (
             &mut hashing.hasher,
             hashing.inner.get_mut(),
             hashing.deadline,
         );
-        let stop = std::sync::atomic::AtomicBool::new(false);
         let copied = std::thread::scope(|scope| -> io::Result<u64> {
-            let stop = &stop;
-            let reader = scope.spawn(move || -> io::Result<u64> {
-                let mut buf = vec![0u8; 1 << 20];
-                let mut done = 0u64;
-                while done < size && !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let want = buf.len().min((size - done) as usize);
-                    let n = hashed_source.read(&mut buf[..want])?;
+            let (to_hash, chunks) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(QUEUED);
+            let (recycle, recycled) = std::sync::mpsc::channel::<Vec<u8>>();
+            let hashed = scope.spawn(move || {
+                for (chunk, n) in chunks {
+                    hasher.update(&chunk[..n]);
+                    let _ = recycle.send(chunk);
+                }
+            });
+            let mut done = 0u64;
+            let copied = (|| {
+                while done < size {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Err(io::Error::other(Abort::Deadline));
+                    }
+                    let mut chunk = recycled.try_recv().unwrap_or_else(|_| vec![0u8; CHUNK]);
+                    let want = CHUNK.min((size - done) as usize);
+                    let n = source.read(&mut chunk[..want])?;
                     if n == 0 {
                         break;
                     }
-                    hasher.update(&buf[..n]);
+                    out.write_all(&chunk[..n])?;
                     done += n as u64;
+                    if to_hash.send((chunk, n)).is_err() {
+                        return Err(io::Error::other("the hashing thread stopped"));
+                    }
                 }
                 Ok(done)
-            });
-            let copied = copy_in_kernel(&source, out, size, deadline);
-            if copied.is_err() {
-                // The archive is abandoned: its digest is not needed.
-                stop.store(true, std::sync::atomic::Ordering::Relaxed);
-            }
-            let hashed = reader
+            })();
+            drop(to_hash);
+            hashed
                 .join()
-                .map_err(|_| io::Error::other("the hashing thread panicked"))??;
-            let copied = copied?;
-            if hashed != copied {
-                return Err(io::Error::other(format!(
-                    "{} changed while it was archived",
-                    path.display()
-                )));
-            }
-            Ok(copied)
+                .map_err(|_| io::Error::other("the hashing thread panicked"))?;
+            copied
         })?;
         hashing.size += copied;
         // A file that shrank is padded with zeros, as add_file does; then the tar padding.
