@@ -49,7 +49,7 @@ fn frozen_ms(log: &str) -> Option<f64> {
             || l.contains("cgroup.freeze=1")
             || l.contains("freezing processes: ")
     })?;
-    let thawed = log.lines().filter(|l| l.contains("Unseizing")).last()?;
+    let thawed = log.lines().rev().find(|l| l.contains("Unseizing"))?;
     Some((time(thawed)? - time(frozen)?) * 1000.0)
 }
 
