@@ -10,6 +10,8 @@ use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -31,6 +33,8 @@ pub struct Capture {
     /// before the runtime has opened the FIFO.
     keepalive: Option<File>,
     reader: Option<std::thread::JoinHandle<io::Result<Captured>>>,
+    /// Set when the capture is dropped: the reader then only drains.
+    abandoned: Arc<AtomicBool>,
 }
 
 impl Capture {
@@ -65,17 +69,19 @@ impl Capture {
                 return Err(e);
             }
         };
+        let abandoned = Arc::new(AtomicBool::new(false));
         let reader = std::thread::Builder::new()
             .name("archive-capture".into())
             .spawn({
-                let out = out.clone();
-                move || drain(pipe, file, limit, out)
+                let (out, abandoned) = (out.clone(), abandoned.clone());
+                move || drain(pipe, file, limit, out, &abandoned)
             })?;
         Ok(Capture {
             fifo,
             out,
             keepalive: Some(keepalive),
             reader: Some(reader),
+            abandoned,
         })
     }
 
@@ -95,17 +101,15 @@ impl Capture {
 }
 
 impl Drop for Capture {
-    /// Abandoned (the call failed or timed out): the reader ends once the runtime closes its
-    /// end, and then removes what it captured.
+    /// Abandoned (the call failed or timed out): nothing captured stays, at once. The reader
+    /// keeps draining without writing until the runtime closes its end, so the runtime never
+    /// blocks on a full pipe.
     fn drop(&mut self) {
+        self.abandoned.store(true, Ordering::Relaxed);
         self.keepalive = None;
         let _ = std::fs::remove_file(&self.fifo);
-        if let Some(reader) = self.reader.take() {
-            let out = self.out.clone();
-            std::thread::spawn(move || {
-                let _ = reader.join();
-                let _ = std::fs::remove_file(out);
-            });
+        if self.reader.take().is_some() {
+            let _ = std::fs::remove_file(&self.out);
         }
     }
 }
@@ -186,7 +190,13 @@ impl Read for Chunks {
 /// pages are sent to the disk as they accumulate, so the final fsync has little left to do.
 /// Past the limit, or after a write error, the pipe is still read to its end, so the runtime
 /// never blocks, but the capture fails.
-fn drain(mut pipe: File, file: File, limit: u64, out: PathBuf) -> io::Result<Captured> {
+fn drain(
+    mut pipe: File,
+    file: File,
+    limit: u64,
+    out: PathBuf,
+    abandoned: &AtomicBool,
+) -> io::Result<Captured> {
     {
         use std::os::fd::AsRawFd;
         // Above /proc/sys/fs/pipe-max-size (1 MiB by default) only with CAP_SYS_RESOURCE.
@@ -233,7 +243,9 @@ fn drain(mut pipe: File, file: File, limit: u64, out: PathBuf) -> io::Result<Cap
         };
         size += n as u64;
         if failed.is_none() {
-            if limit > 0 && size > limit {
+            if abandoned.load(Ordering::Relaxed) {
+                failed = Some(io::Error::other("the capture was abandoned"));
+            } else if limit > 0 && size > limit {
                 failed = Some(io::Error::other(super::archive_writer::Abort::TooLarge(
                     limit,
                 )));
@@ -324,6 +336,26 @@ mod tests {
         drop(w);
         assert!(capture.finish().is_err());
         assert!(!out.exists());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn an_abandoned_capture_leaves_nothing_while_the_runtime_still_writes() {
+        let dir = tempfile_dir();
+        let (fifo, out) = (dir.join("fifo"), dir.join("out"));
+        let capture = Capture::start(fifo.clone(), out.clone(), 0).unwrap();
+        let mut w = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&fifo)
+            .unwrap();
+        w.write_all(&vec![3u8; 2 << 20]).unwrap();
+        drop(capture);
+        assert!(!out.exists() && !fifo.exists());
+        // The runtime is not blocked: its writes are still drained.
+        let writer = std::thread::spawn(move || w.write_all(&vec![4u8; 8 << 20]));
+        writer.join().unwrap().unwrap();
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
         let _ = std::fs::remove_dir_all(dir);
     }
 
