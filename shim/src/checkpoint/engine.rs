@@ -53,9 +53,24 @@ impl Staging {
 }
 
 impl Drop for Staging {
+    /// Removed on a thread of its own: freeing hundreds of MiB of CRIU images takes tens of
+    /// milliseconds, which neither the caller's answer nor the proxy's event loop should wait
+    /// for. A shim that stops first leaves the directory to the next one's start-up sweep.
     fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
-            tracing::warn!(dir = %self.dir.display(), error = %e, "cannot remove staging directory");
+        fn remove(dir: &Path) {
+            if let Err(e) = std::fs::remove_dir_all(dir) {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot remove staging directory");
+            }
+        }
+        let dir = std::mem::take(&mut self.dir);
+        let spawned = std::thread::Builder::new()
+            .name("staging-removal".into())
+            .spawn({
+                let dir = dir.clone();
+                move || remove(&dir)
+            });
+        if spawned.is_err() {
+            remove(&dir);
         }
     }
 }
