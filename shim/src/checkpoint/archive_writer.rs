@@ -41,11 +41,77 @@ struct Hashing<W> {
     next_deadline_check: u64,
 }
 
-/// Files at least this big are hashed on a second thread, in chunks of `CHUNK`, with at most
-/// `QUEUED` chunks waiting.
+/// Files at least this big are hashed on a second thread (`HashThread`).
 const HASH_APART_MIN: u64 = 1 << 20;
-const CHUNK: usize = 1 << 20;
+
+/// Bytes go to a `HashThread` in chunks of this size; this many wait for it at most.
+pub const CHUNK: usize = 1 << 20;
 const QUEUED: usize = 8;
+
+/// What else looks at every chunk on the hashing thread (the capture finds CRIU's version).
+pub trait Seen: Send + 'static {
+    fn seen(&mut self, chunk: &[u8]);
+}
+
+impl Seen for () {
+    fn seen(&mut self, _: &[u8]) {}
+}
+
+/// Hashes on a thread of its own the chunks handed to it, in order, while the caller reads
+/// and writes them: hashing, the slowest part, then does nothing else. Chunk buffers go back
+/// and forth, so memory stays at `QUEUED` chunks whatever the size.
+pub struct HashThread<S> {
+    to_hash: Option<std::sync::mpsc::SyncSender<(Vec<u8>, usize)>>,
+    recycled: std::sync::mpsc::Receiver<Vec<u8>>,
+    thread: std::thread::JoinHandle<(Sha256, S)>,
+}
+
+impl<S: Seen> HashThread<S> {
+    /// Continues `hasher`; `finish` gives it back.
+    pub fn start(mut hasher: Sha256, mut seen: S) -> io::Result<Self> {
+        let (to_hash, chunks) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(QUEUED);
+        let (recycle, recycled) = std::sync::mpsc::channel::<Vec<u8>>();
+        let thread = std::thread::Builder::new()
+            .name("archive-hash".into())
+            .spawn(move || {
+                for (chunk, n) in chunks {
+                    hasher.update(&chunk[..n]);
+                    seen.seen(&chunk[..n]);
+                    let _ = recycle.send(chunk);
+                }
+                (hasher, seen)
+            })?;
+        Ok(HashThread {
+            to_hash: Some(to_hash),
+            recycled,
+            thread,
+        })
+    }
+
+    /// A buffer of `CHUNK` bytes: one the thread is done with, or a new one.
+    pub fn buffer(&self) -> Vec<u8> {
+        let mut buf = self.recycled.try_recv().unwrap_or_default();
+        buf.resize(CHUNK, 0);
+        buf
+    }
+
+    /// Hands over the first `n` bytes of `chunk`; waits while `QUEUED` chunks are waiting.
+    pub fn send(&mut self, chunk: Vec<u8>, n: usize) -> io::Result<()> {
+        let sent = self.to_hash.as_ref().map(|tx| tx.send((chunk, n)));
+        match sent {
+            Some(Ok(())) => Ok(()),
+            _ => Err(io::Error::other("the hashing thread stopped")),
+        }
+    }
+
+    /// No more chunks: the thread ends once it has hashed those it has.
+    pub fn finish(mut self) -> io::Result<(Sha256, S)> {
+        self.to_hash = None;
+        self.thread
+            .join()
+            .map_err(|_| io::Error::other("the hashing thread panicked"))
+    }
+}
 
 impl<W> Hashing<W> {
     /// The size limit and the deadline, for `more` bytes about to be added.
@@ -250,46 +316,29 @@ impl ArchiveWriter {
         hashing.check(size)?;
         hashing.inner.flush()?;
         let mut source = File::open(path)?;
-        let (hasher, out, deadline) = (
-            &mut hashing.hasher,
-            hashing.inner.get_mut(),
-            hashing.deadline,
-        );
-        let copied = std::thread::scope(|scope| -> io::Result<u64> {
-            let (to_hash, chunks) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(QUEUED);
-            let (recycle, recycled) = std::sync::mpsc::channel::<Vec<u8>>();
-            let hashed = scope.spawn(move || {
-                for (chunk, n) in chunks {
-                    hasher.update(&chunk[..n]);
-                    let _ = recycle.send(chunk);
-                }
-            });
+        let mut hash = HashThread::start(std::mem::take(&mut hashing.hasher), ())?;
+        let (out, deadline) = (hashing.inner.get_mut(), hashing.deadline);
+        let copied = (|| {
             let mut done = 0u64;
-            let copied = (|| {
-                while done < size {
-                    if deadline.is_some_and(|d| Instant::now() >= d) {
-                        return Err(io::Error::other(Abort::Deadline));
-                    }
-                    let mut chunk = recycled.try_recv().unwrap_or_else(|_| vec![0u8; CHUNK]);
-                    let want = CHUNK.min((size - done) as usize);
-                    let n = source.read(&mut chunk[..want])?;
-                    if n == 0 {
-                        break;
-                    }
-                    out.write_all(&chunk[..n])?;
-                    done += n as u64;
-                    if to_hash.send((chunk, n)).is_err() {
-                        return Err(io::Error::other("the hashing thread stopped"));
-                    }
+            while done < size {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Err(io::Error::other(Abort::Deadline));
                 }
-                Ok(done)
-            })();
-            drop(to_hash);
-            hashed
-                .join()
-                .map_err(|_| io::Error::other("the hashing thread panicked"))?;
-            copied
-        })?;
+                let mut chunk = hash.buffer();
+                let want = CHUNK.min((size - done) as usize);
+                let n = source.read(&mut chunk[..want])?;
+                if n == 0 {
+                    break;
+                }
+                out.write_all(&chunk[..n])?;
+                done += n as u64;
+                hash.send(chunk, n)?;
+            }
+            Ok(done)
+        })();
+        let (hasher, ()) = hash.finish()?;
+        hashing.hasher = hasher;
+        let copied = copied?;
         hashing.size += copied;
         // A file that shrank is padded with zeros, as add_file does; then the tar padding.
         let pad = (size - copied) as usize + ((512 - size % 512) % 512) as usize;

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use super::archive_writer::{hex, Writeback, Written};
+use super::archive_writer::{hex, HashThread, Seen, Writeback, Written};
 
 /// What came through the FIFO.
 pub struct Captured {
@@ -148,10 +148,6 @@ fn set_blocking(file: &File) -> io::Result<()> {
     Ok(())
 }
 
-/// The pipe is drained in chunks of this size; this many wait for the hasher at most.
-const CHUNK: usize = 1 << 20;
-const QUEUED: usize = 8;
-
 /// The FIFO's buffer, when the kernel allows it: fewer, larger writes for the runtime.
 const PIPE_BYTES: i32 = 4 << 20;
 
@@ -236,6 +232,12 @@ impl DumpLogScan {
     }
 }
 
+impl Seen for DumpLogScan {
+    fn seen(&mut self, chunk: &[u8]) {
+        self.feed(chunk);
+    }
+}
+
 /// A member's size: octal, or base-256 (GNU) when the first byte has its top bit set.
 fn tar_size(h: &[u8]) -> Option<u64> {
     let field = &h[124..136];
@@ -289,27 +291,12 @@ fn drain(
             }
         }
     }
-    let (to_hash, chunks) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(QUEUED);
-    let (recycle, recycled) = std::sync::mpsc::channel::<Vec<u8>>();
-    let hashing = std::thread::Builder::new()
-        .name("archive-hash".into())
-        .spawn(move || {
-            let mut hasher = Sha256::new();
-            let mut scan = DumpLogScan::default();
-            for (chunk, n) in chunks {
-                hasher.update(&chunk[..n]);
-                scan.feed(&chunk[..n]);
-                let _ = recycle.send(chunk);
-            }
-            (hex(&hasher.finalize()), scan.end())
-        })?;
-    let mut to_hash = Some(to_hash);
+    let mut hash = HashThread::start(Sha256::new(), DumpLogScan::default())?;
     let mut file = Writeback::new(file);
     let mut size = 0u64;
     let mut failed: Option<io::Error> = None;
     loop {
-        let mut buf = recycled.try_recv().unwrap_or_default();
-        buf.resize(CHUNK, 0);
+        let mut buf = hash.buffer();
         let n = match pipe.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
@@ -320,36 +307,27 @@ fn drain(
             }
         };
         size += n as u64;
-        if failed.is_none() {
-            if abandoned.load(Ordering::Relaxed) {
-                failed = Some(io::Error::other("the capture was abandoned"));
-            } else if limit > 0 && size > limit {
-                failed = Some(io::Error::other(super::archive_writer::Abort::TooLarge(
-                    limit,
-                )));
-            } else if let Err(e) = file.write_all(&buf[..n]) {
-                failed = Some(e);
-            }
+        if failed.is_some() {
+            continue;
         }
-        match (&failed, &to_hash) {
-            (None, Some(tx)) => {
-                // A hasher that stopped early is not waited for.
-                if tx.send((buf, n)).is_err() {
-                    to_hash = None;
-                }
-            }
-            _ => to_hash = None,
-        }
+        let step = if abandoned.load(Ordering::Relaxed) {
+            Err(io::Error::other("the capture was abandoned"))
+        } else if limit > 0 && size > limit {
+            Err(io::Error::other(super::archive_writer::Abort::TooLarge(
+                limit,
+            )))
+        } else {
+            file.write_all(&buf[..n]).and_then(|()| hash.send(buf, n))
+        };
+        failed = step.err();
     }
     if let Some(e) = failed {
         // Whatever else the runtime writes is read and dropped.
         let _ = io::copy(&mut pipe, &mut io::sink());
         return Err(e);
     }
-    drop(to_hash);
-    let (sha256, criu_version) = hashing
-        .join()
-        .map_err(|_| io::Error::other("the hashing thread panicked"))?;
+    let (hasher, scan) = hash.finish()?;
+    let (sha256, criu_version) = (hex(&hasher.finalize()), scan.end());
     file.into_inner().sync_all()?;
     if size == 0 {
         return Err(io::Error::other("the runtime wrote nothing to the archive"));
