@@ -13,7 +13,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use super::archive_writer::{hex, sync_dir, temp_path, Written};
@@ -21,8 +20,9 @@ use super::capture::Capture;
 use super::engine::Made;
 use super::location::Location;
 use super::{abort, Checkpointer, Target};
-use crate::grpc::{Code, Status};
-use crate::proxy::unary::{self, Head};
+use crate::api::cri::CheckpointContainerRequest;
+use crate::grpc::{frame, patch, Code, Status};
+use crate::runtime::unary::{self, Head};
 
 pub enum Outcome {
     Done(Made),
@@ -50,8 +50,13 @@ pub async fn run(
             None
         }
     };
-    let payload = with_location(original, &temp.display().to_string())
-        .map_err(|why| Status::invalid_argument(format!("CheckpointContainerRequest: {why}")))?;
+    let payload = patch::merged(
+        original,
+        &CheckpointContainerRequest {
+            location: temp.display().to_string(),
+            ..Default::default()
+        },
+    );
     // A task of its own, so that past the timeout the call can be cancelled (containerd then
     // abandons the checkpoint) while the container stays claimed until containerd's dump is
     // really gone: containerd 2.x stages a checkpoint in a directory per container, and a
@@ -59,7 +64,7 @@ pub async fn run(
     let (upstream, head) = (cx.upstream.clone(), head.clone());
     let sent = Instant::now();
     let mut send =
-        tokio::spawn(async move { unary::call(&upstream, &head, frame(&payload)).await });
+        tokio::spawn(async move { unary::call(&upstream, &head, frame::encode(&payload)).await });
     let answer = match deadline {
         Some(d) => match tokio::time::timeout_at(d.into(), &mut send).await {
             Ok(a) => a.map_err(|e| Status::internal(format!("the checkpoint call failed: {e}")))?,
@@ -217,97 +222,4 @@ fn discard_later(temp: PathBuf) {
             let _ = std::fs::remove_file(&temp);
         }
     });
-}
-
-fn frame(payload: &[u8]) -> Bytes {
-    let mut b = Vec::with_capacity(5 + payload.len());
-    b.push(0);
-    b.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    b.extend_from_slice(payload);
-    Bytes::from(b)
-}
-
-/// `location` is field 2 of CheckpointContainerRequest. Every other field is copied as its
-/// original bytes (so fields newer than our schema survive); field 2 is dropped wherever it
-/// occurs and written once at the end.
-pub fn with_location(message: &[u8], location: &str) -> Result<Vec<u8>, String> {
-    const LOCATION: u64 = 2;
-    let mut out = Vec::with_capacity(message.len() + location.len() + 8);
-    let mut pos = 0;
-    while pos < message.len() {
-        let start = pos;
-        let key = varint(message, &mut pos)?;
-        let (field, wire) = (key >> 3, key & 7);
-        match wire {
-            0 => {
-                varint(message, &mut pos)?;
-            }
-            1 => pos += 8,
-            2 => {
-                let len = varint(message, &mut pos)? as usize;
-                pos = pos.checked_add(len).ok_or("length overflows")?;
-            }
-            5 => pos += 4,
-            w => return Err(format!("unsupported wire type {w} in field {field}")),
-        }
-        if pos > message.len() {
-            return Err("message ends inside a field".into());
-        }
-        if field != LOCATION {
-            out.extend_from_slice(&message[start..pos]);
-        }
-    }
-    out.push((LOCATION << 3 | 2) as u8);
-    let mut len = location.len() as u64;
-    loop {
-        let byte = (len & 0x7f) as u8;
-        len >>= 7;
-        if len == 0 {
-            out.push(byte);
-            break;
-        }
-        out.push(byte | 0x80);
-    }
-    out.extend_from_slice(location.as_bytes());
-    Ok(out)
-}
-
-fn varint(buf: &[u8], pos: &mut usize) -> Result<u64, String> {
-    let mut value = 0u64;
-    for shift in (0..64).step_by(7) {
-        let byte = *buf.get(*pos).ok_or("message ends inside a varint")?;
-        *pos += 1;
-        value |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Ok(value);
-        }
-    }
-    Err("varint longer than 10 bytes".into())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::api::cri::CheckpointContainerRequest;
-    use prost::Message;
-
-    #[test]
-    fn location_is_replaced_and_the_rest_kept() {
-        let req = CheckpointContainerRequest {
-            container_id: "abc".into(),
-            location: "/var/lib/kubelet/checkpoints/x.tar".into(),
-            timeout: 30,
-        };
-        let mut bytes = req.encode_to_vec();
-        bytes.extend_from_slice(&[0xc2, 0x3e, 3, b'f', b'u', b't']); // field 1000
-        let out = with_location(&bytes, "/tmp/.x.tar.tmp").unwrap();
-        let back = CheckpointContainerRequest::decode(&out[..]).unwrap();
-        assert_eq!(back.container_id, "abc");
-        assert_eq!(back.location, "/tmp/.x.tar.tmp");
-        assert_eq!(back.timeout, 30);
-        assert!(out
-            .windows(6)
-            .any(|w| w == [0xc2, 0x3e, 3, b'f', b'u', b't']));
-        assert!(with_location(&[0x0a, 0x05, b'a'], "x").is_err());
-    }
 }

@@ -160,6 +160,15 @@ impl FrameScanner {
     }
 }
 
+/// One uncompressed message with its length prefix: a unary call's whole body.
+pub fn encode(payload: &[u8]) -> bytes::Bytes {
+    let mut framed = Vec::with_capacity(PREFIX_LEN + payload.len());
+    framed.push(0);
+    framed.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    framed.extend_from_slice(payload);
+    framed.into()
+}
+
 /// Splits a complete unary body into its single message, checking the framing.
 /// Returns (compressed, payload range).
 pub fn single_message(body: &[u8]) -> Result<(bool, std::ops::Range<usize>), String> {
@@ -277,6 +286,15 @@ mod tests {
         let mut s = FrameScanner::new(100);
         let r = s.scan(&[7, 0, 0, 0, 0]);
         assert_eq!(r.violation, Some(Violation::BadFlag(7)));
+    }
+
+    #[test]
+    fn encode_then_single_message_is_the_payload() {
+        let framed = encode(b"abc");
+        assert_eq!(&framed[..], &[0, 0, 0, 0, 3, b'a', b'b', b'c']);
+        let (compressed, range) = single_message(&framed).unwrap();
+        assert!(!compressed);
+        assert_eq!(&framed[range], b"abc");
     }
 
     #[test]

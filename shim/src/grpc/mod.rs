@@ -1,8 +1,10 @@
-//! The parts of the gRPC wire protocol the proxy needs: message framing, the statuses it
-//! answers with itself, and the body type that carries frames through unchanged.
+//! The parts of the gRPC wire protocol the shim needs: message framing, the body type that
+//! carries frames through unchanged, the statuses and replies it answers with itself, and
+//! changing fields of a message it forwards.
 
 pub mod body;
 pub mod frame;
+pub mod patch;
 pub mod reply;
 pub mod status;
 

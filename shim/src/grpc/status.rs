@@ -1,10 +1,8 @@
 //! gRPC statuses the shim itself answers with (as opposed to statuses it relays).
 
-use http::{HeaderMap, HeaderValue, Response};
+use http::{HeaderMap, HeaderValue};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 pub use tonic::Code;
-
-use super::body::GrpcBody;
 
 /// grpc-message is percent-encoded: '%' and everything outside printable ASCII.
 const GRPC_MESSAGE: &AsciiSet = &CONTROLS.add(b'%');
@@ -55,19 +53,6 @@ impl Status {
         }
     }
 
-    /// A trailers-only response: HTTP 200 whose header block carries the status and whose
-    /// stream ends right there, as gRPC servers answer a call that fails before any message.
-    pub fn into_response(self) -> Response<GrpcBody> {
-        let mut response = Response::new(GrpcBody::empty());
-        let headers = response.headers_mut();
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/grpc"),
-        );
-        self.to_headers(headers);
-        response
-    }
-
     /// The status as a trailer block, for ending a stream whose headers already went out.
     pub fn into_trailers(self) -> HeaderMap {
         let mut trailers = HeaderMap::with_capacity(2);
@@ -88,10 +73,11 @@ mod tests {
 
     #[test]
     fn message_is_percent_encoded() {
-        let r = Status::new(Code::NotFound, "100% ünïcode\nline").into_response();
-        assert_eq!(r.headers()["grpc-status"], "5");
+        let mut headers = HeaderMap::new();
+        Status::new(Code::NotFound, "100% ünïcode\nline").to_headers(&mut headers);
+        assert_eq!(headers["grpc-status"], "5");
         assert_eq!(
-            r.headers()["grpc-message"],
+            headers["grpc-message"],
             "ckpt-shim: 100%25 %C3%BCn%C3%AFcode%0Aline"
         );
     }
