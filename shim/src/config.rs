@@ -232,7 +232,7 @@ struct CheckpointSection {
     allowed_dirs: Option<Spanned<Vec<String>>>,
     work_dir: Option<Spanned<String>>,
     failed_log_dir: Option<Spanned<String>>,
-    containerd_namespace: Option<String>,
+    containerd_namespace: Option<Spanned<String>>,
     allowed_namespaces: Option<Vec<String>>,
     denied_namespaces: Option<Vec<String>>,
     max_archive_bytes: Option<u64>,
@@ -433,7 +433,16 @@ impl CheckpointSettings {
             self.failed_log_dir = absolute(&v, "failed_log_dir")?;
         }
         if let Some(v) = section.containerd_namespace {
-            self.containerd_namespace = v;
+            if !crate::runtime::containerd::valid_namespace(v.get_ref()) {
+                return Err(at(
+                    v.span(),
+                    format!(
+                        "containerd_namespace {:?} is not a containerd namespace (letters and digits, single '.', '_' or '-' between them, at most 76 characters)",
+                        v.get_ref()
+                    ),
+                ));
+            }
+            self.containerd_namespace = v.into_inner();
         }
         if let Some(v) = section.allowed_namespaces {
             self.allowed_namespaces = v;
@@ -676,6 +685,9 @@ mod tests {
         assert!(err.reason.contains("between 4096"));
         let err = parse("[server]\nallowed_uids = [-1]\n").unwrap_err();
         assert_eq!(err.location, "/etc/x.toml:2");
+        let err = parse("[checkpoint]\ncontainerd_namespace = \"k8s io\"\n").unwrap_err();
+        assert_eq!(err.location, "/etc/x.toml:2");
+        assert!(err.reason.contains("not a containerd namespace"));
     }
 
     #[test]

@@ -117,7 +117,7 @@ async fn bench(version: &str, baseline: &str, also_emulated: bool) {
         counts(&log).len() >= 2
     })
     .await;
-    let containerd = Containerd::new(&bed.socket, "k8s.io").unwrap();
+    let containerd = Containerd::new(ckpt_shim::runtime::channel(&bed.socket), "k8s.io").unwrap();
 
     let (mut shim_times, mut base_times) = (Vec::new(), Vec::new());
     let mut archive_size = 0;

@@ -1,9 +1,8 @@
-//! containerd's own API, for checkpointing a container on runtimes whose CRI cannot
-//! (containerd 1.6 and 1.7). Every call carries the namespace CRI keeps its containers in.
+//! containerd's own API: checkpointing a container on runtimes whose CRI cannot
+//! (containerd 1.6 and 1.7), and its image and content stores (checkpoint images). Every
+//! call carries the namespace CRI keeps its containers in, added here and nowhere else.
 
-use std::path::Path;
-
-use tonic::metadata::MetadataValue;
+use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
 
 use crate::api::containerd::runc::v1::{CheckpointOptions, CHECKPOINT_OPTIONS_TYPE_URL};
@@ -29,21 +28,47 @@ pub enum TaskState {
 #[derive(Clone)]
 pub struct Containerd {
     channel: Channel,
-    namespace: MetadataValue<tonic::metadata::Ascii>,
+    namespace: MetadataValue<Ascii>,
+}
+
+/// containerd's namespaces are header values; the configuration checks this at load.
+#[derive(Debug, thiserror::Error)]
+#[error("containerd namespace {0:?} is not a valid header value")]
+pub struct InvalidNamespace(pub String);
+
+/// Whether containerd accepts `namespace` as a namespace name (its rule: runs of ASCII
+/// letters and digits joined by single '.', '_' or '-', at most 76 characters), which also
+/// makes it a valid header value.
+pub fn valid_namespace(namespace: &str) -> bool {
+    namespace.len() <= 76
+        && namespace
+            .split(['.', '_', '-'])
+            .all(|run| !run.is_empty() && run.chars().all(|c| c.is_ascii_alphanumeric()))
 }
 
 impl Containerd {
-    pub fn new(socket: &Path, namespace: &str) -> Result<Self, String> {
-        let namespace = namespace
+    pub fn new(channel: Channel, namespace: &str) -> Result<Self, InvalidNamespace> {
+        let parsed = namespace
             .parse()
-            .map_err(|_| format!("containerd namespace {namespace:?} is not a valid header"))?;
+            .map_err(|_| InvalidNamespace(namespace.to_owned()))?;
         Ok(Containerd {
-            channel: super::channel(socket),
-            namespace,
+            channel,
+            namespace: parsed,
         })
     }
 
-    fn request<T>(&self, message: T) -> tonic::Request<T> {
+    /// The namespace every call is made in.
+    pub fn namespace(&self) -> &str {
+        self.namespace.to_str().unwrap_or_default()
+    }
+
+    /// The channel, for containerd services this client has no method for.
+    pub fn channel(&self) -> &Channel {
+        &self.channel
+    }
+
+    /// `message` as a request in the CRI namespace.
+    pub fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
         request
             .metadata_mut()
@@ -157,5 +182,29 @@ impl Containerd {
             }))
             .await?;
         Ok(answer.into_inner().mounts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_namespace;
+
+    #[test]
+    fn namespaces_containerd_accepts() {
+        for ok in ["k8s.io", "default", "moby", "a-b_c.d", "x1"] {
+            assert!(valid_namespace(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            ".k8s",
+            "k8s.",
+            "a..b",
+            "k8s io",
+            "k8s/io",
+            "ns\n",
+            &"a".repeat(77),
+        ] {
+            assert!(!valid_namespace(bad), "{bad:?}");
+        }
     }
 }

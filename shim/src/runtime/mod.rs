@@ -1,10 +1,21 @@
-//! The shim's own calls to the runtime, as opposed to relayed calls: a typed CRI client
-//! and containerd's API, on the runtime's socket. Each opens its own connection, so they
-//! never share flow control with kubelet's relayed calls.
+//! Every connection to the runtime, owned in one place.
+//!
+//! - `relay`: the raw HTTP/2 connection kubelet's calls are relayed on, byte for byte.
+//! - `own`: a second raw connection for the shim's own sends of a caller's request (the
+//!   pass-through checkpoint), so one can outlive its caller and never shares flow control
+//!   with relayed calls.
+//! - one tonic channel for the shim's typed calls: CRI (`cri`, `images`) and containerd's
+//!   own API (`containerd`, which adds containerd's namespace to every call).
+//!
+//! All connect lazily and again after the runtime restarts.
 
 pub mod containerd;
+pub mod unary;
+pub mod upstream;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
 use tokio::net::UnixStream;
@@ -12,6 +23,8 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::api::cri::image_service_client::ImageServiceClient;
 use crate::api::cri::runtime_service_client::RuntimeServiceClient;
+use containerd::Containerd;
+use upstream::Upstream;
 
 /// A runtime error as the shim's status: its code kept, its message with context.
 pub fn runtime_error(e: tonic::Status, context: &str) -> crate::grpc::Status {
@@ -21,8 +34,58 @@ pub fn runtime_error(e: tonic::Status, context: &str) -> crate::grpc::Status {
 /// The user-agent prefix of the calls the shim makes itself.
 pub const USER_AGENT: &str = concat!("ckpt-shim/", env!("CARGO_PKG_VERSION"));
 
+/// Verbose ContainerStatus answers carry the whole OCI spec: allow kubelet's limit.
+const MAX_DECODED: usize = 16 << 20;
+
 pub type CriClient = RuntimeServiceClient<Channel>;
 pub type ImageClient = ImageServiceClient<Channel>;
+
+/// The runtime behind the shim, as the shim reaches it.
+pub struct Runtime {
+    relay: Arc<Upstream>,
+    own: Arc<Upstream>,
+    channel: Channel,
+    containerd: Containerd,
+}
+
+impl Runtime {
+    /// Sets up the connections; nothing is dialled until first used.
+    pub fn new(
+        socket: &Path,
+        connect_timeout: Duration,
+        containerd_namespace: &str,
+    ) -> Result<Self, containerd::InvalidNamespace> {
+        let channel = channel(socket);
+        Ok(Runtime {
+            relay: Arc::new(Upstream::new(socket.to_path_buf(), connect_timeout)),
+            own: Arc::new(Upstream::new(socket.to_path_buf(), connect_timeout)),
+            containerd: Containerd::new(channel.clone(), containerd_namespace)?,
+            channel,
+        })
+    }
+
+    /// The connection relayed calls go on.
+    pub fn relay(&self) -> &Arc<Upstream> {
+        &self.relay
+    }
+
+    /// The connection for requests the shim sends on by itself.
+    pub fn own(&self) -> &Arc<Upstream> {
+        &self.own
+    }
+
+    pub fn cri(&self) -> CriClient {
+        RuntimeServiceClient::new(self.channel.clone()).max_decoding_message_size(MAX_DECODED)
+    }
+
+    pub fn images(&self) -> ImageClient {
+        ImageServiceClient::new(self.channel.clone()).max_decoding_message_size(MAX_DECODED)
+    }
+
+    pub fn containerd(&self) -> &Containerd {
+        &self.containerd
+    }
+}
 
 /// A channel to a unix socket that dials on first use and again after the runtime restarts.
 pub fn channel(socket: &Path) -> Channel {
@@ -37,13 +100,7 @@ pub fn channel(socket: &Path) -> Channel {
         }))
 }
 
-/// A CRI client for the shim's own calls (ContainerStatus, Version, the capability probe).
+/// A CRI client on any socket (the `ckpt-shim checkpoint` command talks to the shim's own).
 pub fn cri(socket: &Path) -> CriClient {
-    // Verbose ContainerStatus answers carry the whole OCI spec: allow kubelet's limit.
-    RuntimeServiceClient::new(channel(socket)).max_decoding_message_size(16 << 20)
-}
-
-/// A CRI image client for the shim's own calls (the repo digest of a checkpoint's base image).
-pub fn images(socket: &Path) -> ImageClient {
-    ImageServiceClient::new(channel(socket)).max_decoding_message_size(16 << 20)
+    RuntimeServiceClient::new(channel(socket)).max_decoding_message_size(MAX_DECODED)
 }

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use http::{Request, Response};
+use http::uri::{Authority, Scheme};
+use http::{Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -116,7 +117,7 @@ impl Upstream {
     /// Sends one call. A call that never left the shim because the connection had just died
     /// is sent once more on a fresh connection; a call that was sent is never repeated.
     pub async fn send(&self, request: Request<GrpcBody>) -> Result<Response<Incoming>, Status> {
-        let mut request = request;
+        let mut request = absolute_uri(request);
         for attempt in 0..2 {
             let mut sender = self.sender().await?;
             match sender.try_send_request(request).await {
@@ -137,4 +138,22 @@ impl Upstream {
         }
         unreachable!("the loop returns on its second attempt")
     }
+}
+
+/// The client library needs scheme and authority to fill the HTTP/2 pseudo-headers; keep
+/// the caller's when it sent them (it always does over HTTP/2).
+fn absolute_uri(request: Request<GrpcBody>) -> Request<GrpcBody> {
+    if request.uri().scheme().is_some() && request.uri().authority().is_some() {
+        return request;
+    }
+    let (mut parts, body) = request.into_parts();
+    let mut uri = std::mem::take(&mut parts.uri).into_parts();
+    uri.scheme.get_or_insert(Scheme::HTTP);
+    uri.authority
+        .get_or_insert_with(|| Authority::from_static("localhost"));
+    if uri.path_and_query.is_none() {
+        uri.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+    }
+    parts.uri = Uri::from_parts(uri).unwrap_or_default();
+    Request::from_parts(parts, body)
 }

@@ -1,13 +1,12 @@
-//! A unary call sent to the runtime and collected whole, for owned methods that act on the
-//! runtime's answer (native checkpoint: digest and sidecar after the runtime wrote the
-//! archive) before answering the caller.
+//! A unary call sent to the runtime as bytes and collected whole, for intercepted methods
+//! that act on the runtime's answer (native checkpoint: digest and sidecar after the runtime
+//! wrote the archive; restore: the new container's id) before answering the caller.
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
 use http_body_util::BodyExt;
 
-use super::Proxy;
-use crate::grpc::body::ViolationSlot;
+use super::upstream::Upstream;
 use crate::grpc::{frame, Code, GrpcBody, Status};
 
 /// The runtime's whole answer to a unary call.
@@ -72,21 +71,16 @@ impl Head {
 
 /// Sends one framed unary request on `upstream` and collects the whole answer. Used by work
 /// that must finish even if the caller goes away (it owns its own upstream connection).
-pub async fn call(
-    upstream: &super::upstream::Upstream,
-    head: &Head,
-    body: Bytes,
-) -> Result<UnaryAnswer, Status> {
+pub async fn call(upstream: &Upstream, head: &Head, body: Bytes) -> Result<UnaryAnswer, Status> {
     let mut request = Request::new(GrpcBody::full(body));
     *request.method_mut() = http::Method::POST;
     *request.uri_mut() = head.uri.clone();
     *request.headers_mut() = head.headers.clone();
-    let request = super::absolute_uri(request);
     collect(upstream.send(request).await?).await
 }
 
 /// Reads a whole answer: status line, body and trailers.
-async fn collect<B>(response: Response<B>) -> Result<UnaryAnswer, Status>
+pub async fn collect<B>(response: Response<B>) -> Result<UnaryAnswer, Status>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: std::fmt::Display,
@@ -102,20 +96,4 @@ where
         body: collected.to_bytes(),
         trailers,
     })
-}
-
-impl Proxy {
-    /// Sends `body` with the caller's request headers and collects the whole answer.
-    pub async fn forward_unary(
-        &self,
-        head: &http::request::Parts,
-        body: Bytes,
-    ) -> Result<UnaryAnswer, Status> {
-        let mut request = Request::new(GrpcBody::full(body));
-        *request.method_mut() = head.method.clone();
-        *request.uri_mut() = head.uri.clone();
-        *request.version_mut() = head.version;
-        *request.headers_mut() = head.headers.clone();
-        collect(self.forward(request, ViolationSlot::default()).await).await
-    }
 }
