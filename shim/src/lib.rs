@@ -1,28 +1,36 @@
 //! ckpt-shim: a CRI proxy that sits between kubelet and the container runtime, relays every
 //! call byte for byte, and owns the few methods around checkpoint and restore.
 //!
-//! A call's path through the crate: `server` accepts it (peer credentials, HTTP/2),
-//! `proxy::router` picks relay or owner, `proxy` relays it through `proxy::upstream`, or an
-//! `owned` module decodes it from the original bytes and decides. `grpc` holds the wire
-//! details both sides share.
+//! # Layout
 //!
-//! CheckpointContainer goes on from `owned::checkpoint` to `checkpoint`, which passes it to
-//! the runtime (`checkpoint::native`) or does it through containerd's API
-//! (`checkpoint::engine`, talking through `runtime`), writes the archive
-//! (`checkpoint::archive_writer`) and its sidecar, and records the attempt in `audit`.
+//! A call's path, one module per step (docs/architecture.md draws it):
 //!
-//! CreateContainer, StartContainer and RemoveContainer of a container whose image is a
-//! checkpoint go from `owned` to `restore`, which checks and stages the checkpoint and has
-//! the runtime restore it, natively or through the runc wrapper (`restore::wrapper`, the
-//! `ckpt-shim-runc` program).
+//! - `server`: accepts connections on the shim's socket, reads the caller's credentials
+//!   (`caller`), serves HTTP/2, stops gracefully. `app` is the composition root: it builds
+//!   every part below once from the configuration and hands each only what it needs.
+//! - `router`: picks, by method, relay or intercept.
+//! - `relay`: sends a call to the runtime and its answer back as the original bytes.
+//! - `intercept`: one module per intercepted method (CheckpointContainer, CreateContainer,
+//!   StartContainer, RemoveContainer): decode the original bytes, decide, forward or answer.
+//! - `checkpoint`: CheckpointContainer done by the shim: checks, the runtime's own
+//!   checkpoint passed through (`native`) or the shim's through containerd's API
+//!   (`engine`), the archive (`archive_writer`), its sidecar, the audit record.
+//! - `restore`: detection of checkpoints in CreateContainer, the checks a checkpoint must
+//!   pass (`policy`, `stage`), the hand-over to the runc wrapper (`plan`), tracking through
+//!   StartContainer and RemoveContainer.
+//! - `runtime`: every connection to the runtime (the relay's, the shim's own, CRI and
+//!   containerd clients).
+//! - `audit`: the hash-chained audit log. `grpc`: framing, the relayed body, statuses.
 //!
-//! The forensic commands stand apart from the proxy: `inspect` (the commands) reads
-//! checkpoint archives through `archive` (tar, compression, member selection) and `criu`
-//! (CRIU image files).
+//! Beside the proxy, reading checkpoints: `archive` (tar, compression, member selection),
+//! `criu` (CRIU image files), `inspect` (the forensic commands), `image` (checkpoint images).
+//! None of these speaks gRPC.
 
 pub mod api;
+pub mod app;
 pub mod archive;
 pub mod audit;
+pub mod caller;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
@@ -30,10 +38,11 @@ pub mod criu;
 pub mod grpc;
 pub mod image;
 pub mod inspect;
+pub mod intercept;
 pub mod logging;
-pub mod owned;
-pub mod proxy;
+pub mod relay;
 pub mod restore;
+pub mod router;
 pub mod runtime;
 pub mod server;
 pub mod systemd;

@@ -15,10 +15,11 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::UnixListener;
 
+use crate::app::App;
 use crate::config::Config;
 use crate::grpc::{GrpcBody, Status};
-use crate::proxy::Proxy;
-use peer::{Access, Caller};
+use crate::router::Router;
+use peer::Access;
 
 /// Serves until `shutdown` resolves, then stops accepting, removes the socket and gives
 /// calls in flight the configured grace period.
@@ -35,13 +36,22 @@ pub async fn serve(
         version = env!("CARGO_PKG_VERSION"),
         "ckpt-shim serving"
     );
+    let app = App::build(&config)?;
+    app.start();
     on_ready();
-    let proxy = Arc::new(Proxy::new(&config));
     let access = Access::new(config.allowed_uids.clone());
     let graceful = GracefulShutdown::new();
     let builder = http_builder();
 
-    accept_loop(&listener, &builder, &graceful, &proxy, &access, shutdown).await;
+    accept_loop(
+        &listener,
+        &builder,
+        &graceful,
+        app.router(),
+        &access,
+        shutdown,
+    )
+    .await;
 
     drop(listener);
     drop(socket);
@@ -72,7 +82,7 @@ async fn accept_loop(
     listener: &UnixListener,
     builder: &auto::Builder<TokioExecutor>,
     graceful: &GracefulShutdown,
-    proxy: &Arc<Proxy>,
+    router: &Arc<Router>,
     access: &Access,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -90,7 +100,7 @@ async fn accept_loop(
                 }
             },
         };
-        let caller = match Caller::of(&stream) {
+        let caller = match peer::caller_of(&stream) {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read peer credentials; closing connection");
@@ -108,9 +118,9 @@ async fn accept_loop(
         } else {
             tracing::debug!(pid = caller.pid, uid = caller.uid, "connection accepted");
         }
-        let proxy = proxy.clone();
+        let router = router.clone();
         let service = service_fn(move |request: Request<Incoming>| {
-            let proxy = proxy.clone();
+            let router = router.clone();
             async move {
                 Ok::<_, Infallible>(if !allowed {
                     Status::permission_denied(format!(
@@ -121,7 +131,7 @@ async fn accept_loop(
                 } else if request.version() != Version::HTTP_2 {
                     not_http2(request.version())
                 } else {
-                    proxy.handle(request, &caller).await
+                    router.handle(request, &caller).await
                 })
             }
         });

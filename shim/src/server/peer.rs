@@ -3,23 +3,16 @@
 
 use tokio::net::UnixStream;
 
-/// The process on the other end of a connection, as the kernel reports it at connect time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Caller {
-    pub pid: i32,
-    pub uid: u32,
-    pub gid: u32,
-}
+pub use crate::caller::Caller;
 
-impl Caller {
-    pub fn of(stream: &UnixStream) -> std::io::Result<Caller> {
-        let cred = stream.peer_cred()?;
-        Ok(Caller {
-            pid: cred.pid().unwrap_or(0),
-            uid: cred.uid(),
-            gid: cred.gid(),
-        })
-    }
+/// The caller on the other end of a connection, from SO_PEERCRED.
+pub fn caller_of(stream: &UnixStream) -> std::io::Result<Caller> {
+    let cred = stream.peer_cred()?;
+    Ok(Caller {
+        pid: cred.pid().unwrap_or(0),
+        uid: cred.uid(),
+        gid: cred.gid(),
+    })
 }
 
 /// The allow list from `server.allowed_uids`.

@@ -1,16 +1,20 @@
 //! CreateContainer: where a restore is recognised (a container whose image is a
 //! checkpoint). Anything else goes on as its original bytes. A restore is checked and
-//! staged by `restore`, sent on as the original bytes plus the fields the restore changes,
-//! and confirmed against the runtime's answer.
+//! staged by `restore`, sent on as the original bytes with the fields the restore changes
+//! merged over them, and confirmed against the runtime's answer.
 
 use prost::Message;
 
 use super::{Call, Decision};
 use crate::api::cri::{CreateContainerRequest, CreateContainerResponse};
-use crate::grpc::{Code, Status};
+use crate::grpc::{patch, Code, Status};
+use crate::restore::Restorer;
 
-pub async fn decide(call: &Call<'_>, request: CreateContainerRequest) -> Decision {
-    let restorer = call.proxy.restorer();
+pub async fn decide(
+    call: &Call<'_>,
+    restorer: &Restorer,
+    request: CreateContainerRequest,
+) -> Decision {
     let source = match restorer.detect(&request).await {
         Ok(None) => return Decision::Forward,
         Ok(Some(source)) => source,
@@ -21,8 +25,7 @@ pub async fn decide(call: &Call<'_>, request: CreateContainerRequest) -> Decisio
         Ok(p) => p,
         Err(status) => return Decision::Answer(status),
     };
-    let mut payload = call.original.to_vec();
-    payload.extend_from_slice(&prepared.patch);
+    let payload = patch::merged(call.original, &prepared.changes);
     let answer = match call.send(&payload).await {
         Ok(a) => a,
         Err(status) => {

@@ -3,9 +3,13 @@
 use super::{Call, Decision};
 use crate::api::cri::RemoveContainerRequest;
 use crate::grpc::Code;
+use crate::restore::Restorer;
 
-pub async fn decide(call: &Call<'_>, request: RemoveContainerRequest) -> Decision {
-    let restorer = call.proxy.restorer();
+pub async fn decide(
+    call: &Call<'_>,
+    restorer: &Restorer,
+    request: RemoveContainerRequest,
+) -> Decision {
     if !restorer.is_restore(&request.container_id) {
         return Decision::Forward;
     }

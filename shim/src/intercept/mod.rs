@@ -1,11 +1,14 @@
-//! The methods the shim owns. Each has its own module with the same shape: the request is
-//! decoded from the original bytes, the module decides, and unless it must change or refuse
-//! the call, the ORIGINAL bytes go to the runtime (so fields newer than our schema survive).
+//! The intercepted methods. Each has its own module with the same shape: the request is
+//! decoded from the original bytes, the module decides with the collaborator it is handed
+//! (the checkpointer or the restorer), and unless it must change or refuse the call, the
+//! ORIGINAL bytes go to the runtime (so fields newer than our schema survive).
 
 mod checkpoint;
 mod create;
 mod remove;
 mod start;
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -13,32 +16,40 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use prost::Message;
 
-use crate::grpc::body::{Direction, ViolationSlot};
+use crate::caller::Caller;
+use crate::checkpoint::Checkpointer;
+use crate::grpc::body::ViolationSlot;
 use crate::grpc::{frame, Code, GrpcBody, Status};
-use crate::proxy::unary::UnaryAnswer;
-use crate::proxy::Proxy;
-use crate::server::peer::Caller;
+use crate::relay::Relay;
+use crate::restore::Restorer;
+use crate::runtime::unary::UnaryAnswer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OwnedRpc {
+pub enum Method {
     CheckpointContainer,
     CreateContainer,
     StartContainer,
     RemoveContainer,
 }
 
-impl OwnedRpc {
+impl Method {
     pub fn name(self) -> &'static str {
         match self {
-            OwnedRpc::CheckpointContainer => "CheckpointContainer",
-            OwnedRpc::CreateContainer => "CreateContainer",
-            OwnedRpc::StartContainer => "StartContainer",
-            OwnedRpc::RemoveContainer => "RemoveContainer",
+            Method::CheckpointContainer => "CheckpointContainer",
+            Method::CreateContainer => "CreateContainer",
+            Method::StartContainer => "StartContainer",
+            Method::RemoveContainer => "RemoveContainer",
         }
     }
 }
 
-/// What an owned method's module decided about a call.
+/// The collaborators the intercepted methods are handed.
+pub struct Handlers {
+    pub checkpointer: Arc<Checkpointer>,
+    pub restorer: Arc<Restorer>,
+}
+
+/// What an intercepted method's module decided about a call.
 pub enum Decision {
     /// Send the original bytes on.
     Forward,
@@ -53,7 +64,7 @@ pub enum Decision {
 /// What a module may know about the call besides its request.
 pub struct Call<'a> {
     pub caller: &'a Caller,
-    pub proxy: &'a Proxy,
+    relay: &'a Relay,
     head: &'a http::request::Parts,
     /// The request's single message as it came, uncompressed.
     pub original: &'a [u8],
@@ -68,35 +79,23 @@ impl<'a> Call<'a> {
     /// Sends `payload` (the original message, or a changed one) to the runtime with the
     /// caller's headers and returns its whole answer, so the module can act on it.
     pub async fn send(&self, payload: &[u8]) -> Result<UnaryAnswer, Status> {
-        self.proxy
-            .forward_unary(self.head, frame_message(payload))
+        self.relay
+            .forward_unary(self.head, frame::encode(payload))
             .await
     }
 }
 
-fn frame_message(payload: &[u8]) -> Bytes {
-    let mut b = Vec::with_capacity(frame::PREFIX_LEN + payload.len());
-    b.push(0);
-    b.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    b.extend_from_slice(payload);
-    Bytes::from(b)
-}
-
 pub async fn handle(
-    proxy: &Proxy,
-    rpc: OwnedRpc,
+    method: Method,
     request: Request<Incoming>,
     caller: &Caller,
+    relay: &Relay,
+    handlers: &Handlers,
 ) -> Response<GrpcBody> {
     let (parts, body) = request.into_parts();
     let slot = ViolationSlot::default();
-    let body = GrpcBody::checked(
-        body,
-        proxy.max_message_bytes(),
-        Direction::Request,
-        Some(slot.clone()),
-    );
-    // Owned methods are unary and bounded by the size limit, so holding one is fine.
+    let body = relay.checked_request(body, &slot);
+    // Intercepted methods are unary and bounded by the size limit, so holding one is fine.
     let bytes = match body.collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(err) => {
@@ -109,26 +108,26 @@ pub async fn handle(
                 .into_response();
         }
     };
-    let payload = match message(rpc, &bytes) {
+    let payload = match message(method, &bytes) {
         Ok(p) => p,
         Err(status) => return status.into_response(),
     };
     let call = Call {
         caller,
-        proxy,
+        relay,
         head: &parts,
         original: payload,
     };
-    let decision = match decide(rpc, &call, payload).await {
+    let decision = match decide(method, &call, handlers, payload).await {
         Ok(d) => d,
         Err(status) => {
-            tracing::warn!(method = rpc.name(), pid = caller.pid, uid = caller.uid, %status, "refused");
+            tracing::warn!(method = method.name(), pid = caller.pid, uid = caller.uid, %status, "refused");
             return status.into_response();
         }
     };
     match decision {
         Decision::Forward => {
-            proxy
+            relay
                 .forward(Request::from_parts(parts, GrpcBody::full(bytes)), slot)
                 .await
         }
@@ -138,19 +137,32 @@ pub async fn handle(
     }
 }
 
-async fn decide(rpc: OwnedRpc, call: &Call<'_>, payload: &[u8]) -> Result<Decision, Status> {
-    Ok(match rpc {
-        OwnedRpc::CheckpointContainer => checkpoint::decide(call, decode(rpc, payload)?).await,
-        OwnedRpc::CreateContainer => create::decide(call, decode(rpc, payload)?).await,
-        OwnedRpc::StartContainer => start::decide(call, decode(rpc, payload)?).await,
-        OwnedRpc::RemoveContainer => remove::decide(call, decode(rpc, payload)?).await,
+async fn decide(
+    method: Method,
+    call: &Call<'_>,
+    handlers: &Handlers,
+    payload: &[u8],
+) -> Result<Decision, Status> {
+    Ok(match method {
+        Method::CheckpointContainer => {
+            checkpoint::decide(call, &handlers.checkpointer, decode(method, payload)?).await
+        }
+        Method::CreateContainer => {
+            create::decide(call, &handlers.restorer, decode(method, payload)?).await
+        }
+        Method::StartContainer => {
+            start::decide(call, &handlers.restorer, decode(method, payload)?).await
+        }
+        Method::RemoveContainer => {
+            remove::decide(call, &handlers.restorer, decode(method, payload)?).await
+        }
     })
 }
 
 /// The single message of a unary request, uncompressed.
-fn message(rpc: OwnedRpc, body: &Bytes) -> Result<&[u8], Status> {
+fn message(method: Method, body: &Bytes) -> Result<&[u8], Status> {
     let (compressed, range) = frame::single_message(body)
-        .map_err(|why| Status::invalid_argument(format!("{}: {why}", rpc.name())))?;
+        .map_err(|why| Status::invalid_argument(format!("{}: {why}", method.name())))?;
     if compressed {
         // kubelet never compresses; decompressing here would let a client pick the codec the
         // shim's checks run against. gRPC answers an unsupported encoding UNIMPLEMENTED.
@@ -158,18 +170,18 @@ fn message(rpc: OwnedRpc, body: &Bytes) -> Result<&[u8], Status> {
             Code::Unimplemented,
             format!(
                 "{}: compressed requests are not accepted for methods the shim inspects",
-                rpc.name()
+                method.name()
             ),
         ));
     }
     Ok(&body[range])
 }
 
-fn decode<M: Message + Default>(rpc: OwnedRpc, payload: &[u8]) -> Result<M, Status> {
+fn decode<M: Message + Default>(method: Method, payload: &[u8]) -> Result<M, Status> {
     M::decode(payload).map_err(|e| {
         Status::invalid_argument(format!(
             "cannot decode runtime.v1.{}Request: {e}",
-            rpc.name()
+            method.name()
         ))
     })
 }

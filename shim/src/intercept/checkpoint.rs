@@ -2,13 +2,19 @@
 //! the shim's checkpointer, which runs it in a task of its own so that a caller hanging up
 //! cannot leave a half-done checkpoint behind (the checkpointer's own timeout still applies).
 
+use std::sync::Arc;
+
 use super::{Call, Decision};
 use crate::api::cri::CheckpointContainerRequest;
-use crate::checkpoint::Job;
+use crate::checkpoint::{Checkpointer, Job};
 use crate::grpc::Status;
-use crate::proxy::unary::Head;
+use crate::runtime::unary::Head;
 
-pub async fn decide(call: &Call<'_>, request: CheckpointContainerRequest) -> Decision {
+pub async fn decide(
+    call: &Call<'_>,
+    checkpointer: &Arc<Checkpointer>,
+    request: CheckpointContainerRequest,
+) -> Decision {
     tracing::debug!(
         container = %request.container_id,
         location = %request.location,
@@ -22,8 +28,7 @@ pub async fn decide(call: &Call<'_>, request: CheckpointContainerRequest) -> Dec
         head: Head::of(call.head()),
         caller: *call.caller,
     };
-    let checkpointer = call.proxy.checkpointer().clone();
-    match tokio::spawn(checkpointer.run(job)).await {
+    match tokio::spawn(checkpointer.clone().run(job)).await {
         Ok(Ok(response)) => Decision::Reply(response.into()),
         Ok(Err(status)) => Decision::Answer(status),
         Err(e) => Decision::Answer(Status::internal(format!("the checkpoint task failed: {e}"))),

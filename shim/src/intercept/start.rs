@@ -7,9 +7,13 @@ use std::time::Instant;
 use super::{Call, Decision};
 use crate::api::cri::StartContainerRequest;
 use crate::grpc::Code;
+use crate::restore::Restorer;
 
-pub async fn decide(call: &Call<'_>, request: StartContainerRequest) -> Decision {
-    let restorer = call.proxy.restorer();
+pub async fn decide(
+    call: &Call<'_>,
+    restorer: &Restorer,
+    request: StartContainerRequest,
+) -> Decision {
     let id = request.container_id;
     if !restorer.is_restore(&id) {
         return Decision::Forward;
