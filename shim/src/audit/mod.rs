@@ -17,12 +17,55 @@ use sha2::{Digest, Sha256};
 
 use crate::checkpoint::archive_writer::hex;
 
+/// What was attempted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Action {
+    #[default]
+    Checkpoint,
+    Restore,
+}
+
+impl Action {
+    /// The name in the log (part of the hashed text: never change it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Checkpoint => "checkpoint",
+            Action::Restore => "restore",
+        }
+    }
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Succeeded,
+    Failed,
+    /// Refused by policy (PERMISSION_DENIED).
+    Denied,
+}
+
+impl Outcome {
+    /// The name in the log (part of the hashed text: never change it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Failed => "failed",
+            Outcome::Denied => "denied",
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What happened to one attempt.
 #[derive(Debug, Clone, Default)]
 pub struct Record {
     pub time: String,
-    /// "checkpoint" or "restore".
-    pub action: &'static str,
+    pub action: Action,
     pub caller_pid: i32,
     pub caller_uid: u32,
     pub container_id: String,
@@ -30,8 +73,8 @@ pub struct Record {
     pub pod: String,
     pub namespace: String,
     pub location: String,
-    /// "succeeded", "failed" or "denied".
-    pub result: &'static str,
+    /// None until the attempt is concluded (written as "").
+    pub result: Option<Outcome>,
     pub code: String,
     pub message: String,
     pub engine: String,
@@ -45,15 +88,15 @@ impl Record {
     pub fn conclude(&mut self, result: Result<(), &crate::grpc::Status>) {
         match result {
             Ok(()) => {
-                self.result = "succeeded";
+                self.result = Some(Outcome::Succeeded);
                 self.code = "OK".into();
             }
             Err(status) => {
-                self.result = if matches!(status.code, crate::grpc::Code::PermissionDenied) {
-                    "denied"
+                self.result = Some(if status.code == crate::grpc::Code::PermissionDenied {
+                    Outcome::Denied
                 } else {
-                    "failed"
-                };
+                    Outcome::Failed
+                });
                 self.code = format!("{:?}", status.code);
                 self.message = status.message.clone();
             }
@@ -66,13 +109,13 @@ impl Record {
             m.insert(k.into(), Value::String(v.into()));
         };
         s("time", &self.time);
-        s("action", self.action);
+        s("action", self.action.as_str());
         s("container_id", &self.container_id);
         s("container", &self.container);
         s("pod", &self.pod);
         s("namespace", &self.namespace);
         s("location", &self.location);
-        s("result", self.result);
+        s("result", self.result.map_or("", Outcome::as_str));
         s("code", &self.code);
         s("message", &self.message);
         s("engine", &self.engine);
@@ -209,7 +252,7 @@ mod tests {
         for i in 0..3 {
             let r = Record {
                 pod: format!("p{i}"),
-                result: "succeeded",
+                result: Some(Outcome::Succeeded),
                 ..Default::default()
             };
             log.append(&r).await.unwrap();

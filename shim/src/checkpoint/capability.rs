@@ -1,0 +1,132 @@
+//! Which way checkpoints are done on the runtime behind the shim: passed to the runtime's
+//! own CRI CheckpointContainer (`Engine::Native`), or done by the shim through containerd's
+//! API (`Engine::Emulated`) where the CRI answers UNIMPLEMENTED. `checkpoint.mode` can force
+//! either.
+
+use crate::api::cri::{CheckpointContainerRequest, VersionRequest};
+use crate::config::CheckpointMode;
+use crate::grpc::Status;
+use crate::runtime::{runtime_error, CriClient};
+
+/// Who makes the checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// The runtime's own CRI CheckpointContainer.
+    Native,
+    /// The shim, through containerd's task API.
+    Emulated,
+}
+
+impl Engine {
+    /// The name in the sidecar, the audit log and the logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Native => "native",
+            Engine::Emulated => "emulated",
+        }
+    }
+}
+
+/// The runtime's name and version, as its CRI Version reports them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeVersion {
+    pub name: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Detected {
+    runtime: RuntimeVersion,
+    engine: Engine,
+}
+
+pub struct Capability {
+    cri: CriClient,
+    mode: CheckpointMode,
+    detected: tokio::sync::Mutex<Option<Detected>>,
+}
+
+impl Capability {
+    pub fn new(cri: CriClient, mode: CheckpointMode) -> Self {
+        Capability {
+            cri,
+            mode,
+            detected: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The engine `checkpoint.mode` forces, if any.
+    pub fn forced(&self) -> Option<Engine> {
+        match self.mode {
+            CheckpointMode::Auto => None,
+            CheckpointMode::Native => Some(Engine::Native),
+            CheckpointMode::Emulate => Some(Engine::Emulated),
+        }
+    }
+
+    /// The engine, and the runtime's name and version. Version is asked on every checkpoint
+    /// (it is cheap and the sidecar needs it); the capability is probed on the first
+    /// checkpoint and again whenever the version changes (a reconnect to a restarted or
+    /// upgraded runtime).
+    pub async fn engine(&self) -> Result<(Engine, RuntimeVersion), Status> {
+        let version = self
+            .cri
+            .clone()
+            .version(VersionRequest::default())
+            .await
+            .map_err(|e| runtime_error(e, "the runtime's Version failed"))?
+            .into_inner();
+        let runtime = RuntimeVersion {
+            name: version.runtime_name,
+            version: version.runtime_version,
+        };
+        let mut detected = self.detected.lock().await;
+        if let Some(d) = detected.as_ref().filter(|d| d.runtime == runtime) {
+            return Ok((self.forced().unwrap_or(d.engine), runtime));
+        }
+        let engine = match self.forced() {
+            Some(e) => e,
+            None => self.probe().await?,
+        };
+        tracing::info!(runtime = %runtime.name, version = %runtime.version, native = engine == Engine::Native, "checkpoint capability detected");
+        *detected = Some(Detected {
+            runtime: runtime.clone(),
+            engine,
+        });
+        Ok((engine, runtime))
+    }
+
+    /// CheckpointContainer for no container: UNIMPLEMENTED where the CRI has none, an
+    /// argument or not-found error where it has one. Touches nothing.
+    async fn probe(&self) -> Result<Engine, Status> {
+        match self
+            .cri
+            .clone()
+            .checkpoint_container(CheckpointContainerRequest::default())
+            .await
+        {
+            Err(e) if e.code() == tonic::Code::Unimplemented => Ok(Engine::Emulated),
+            Err(e) if e.code() == tonic::Code::Unavailable => {
+                Err(runtime_error(e, "probing CheckpointContainer"))
+            }
+            _ => Ok(Engine::Native),
+        }
+    }
+
+    /// Detects the capability at once, then again after every new connection to the runtime
+    /// (it may have been restarted or upgraded), so the first checkpoint does not pay for
+    /// the probe and a changed runtime is noticed before one is asked for.
+    pub async fn detect_now(&self) {
+        *self.detected.lock().await = None;
+        if let Err(status) = self.engine().await {
+            tracing::info!(%status, "checkpoint capability not detected yet: the runtime does not answer; trying again when it is connected");
+        }
+    }
+
+    /// The runtime answered a passed-through checkpoint UNIMPLEMENTED after all.
+    pub async fn mark_unimplemented(&self) {
+        if let Some(d) = self.detected.lock().await.as_mut() {
+            d.engine = Engine::Emulated;
+        }
+    }
+}
