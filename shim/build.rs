@@ -24,9 +24,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../proto");
     println!("cargo:rerun-if-changed={}", proto_root.display());
 
+    // The CRI servers are only for the tests' fake runtime (feature `cri-server`): the shim
+    // itself relays CRI without serving it through tonic.
+    let cri_server = std::env::var_os("CARGO_FEATURE_CRI_SERVER").is_some();
     let cri = proto_root.join("cri/api.proto");
     tonic_prost_build::configure()
-        .build_server(true)
+        .build_server(cri_server)
         .build_client(true)
         .generate_default_stubs(true)
         .compile_protos(&[cri], &[proto_root.join("cri")])?;
