@@ -20,7 +20,9 @@ pub fn init(level: &str, format: LogFormat) -> anyhow::Result<()> {
         builder
             .json()
             .flatten_event(true)
-            .with_current_span(false)
+            // The checkpoint's or restore's span (container, pod, namespace) as `span`.
+            .with_current_span(true)
+            .with_span_list(false)
             .try_init()
     } else {
         builder.try_init()

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
+use tracing::Instrument;
 
 use crate::caller::Caller;
 use crate::grpc::body::CallLog;
@@ -46,10 +47,13 @@ impl Router {
     /// Answers one call. Never fails: every problem becomes a gRPC status for the caller.
     pub async fn handle(&self, request: Request<Incoming>, caller: &Caller) -> Response<GrpcBody> {
         let log = CallLog::start(request.uri().path(), Instant::now());
+        let span = tracing::debug_span!("call", method = request.uri().path(), pid = caller.pid);
         let response = match route(request.uri().path()) {
-            Route::Relay => self.relay.relay(request).await,
+            Route::Relay => self.relay.relay(request).instrument(span).await,
             Route::Intercept(method) => {
-                crate::intercept::handle(method, request, caller, &self.relay, &self.handlers).await
+                crate::intercept::handle(method, request, caller, &self.relay, &self.handlers)
+                    .instrument(span)
+                    .await
             }
         };
         let (parts, body) = response.into_parts();
