@@ -8,15 +8,11 @@
 //!
 //!     cargo build --release -p ckpt-shim && cargo bench -p ckpt-shim-tests --bench checkpoint
 
-#[path = "../checkpoint/bed.rs"]
-#[allow(dead_code)]
-mod bed;
-
 use std::time::{Duration, Instant};
 
-use bed::*;
 use ckpt_shim::api::containerd::runc::v1::CheckpointOptions;
 use ckpt_shim::runtime::containerd::Containerd;
+use ckpt_shim_tests::bed::{self, *};
 
 const MIB: u32 = 256;
 const ROUNDS: usize = 5;

@@ -11,14 +11,10 @@
 //!
 //!     cargo build --release -p ckpt-shim && cargo bench -p ckpt-shim-tests --bench restore
 
-#[path = "../checkpoint/bed.rs"]
-#[allow(dead_code)]
-mod bed;
-
 use std::time::{Duration, Instant};
 
-use bed::*;
 use ckpt_shim::api::cri::*;
+use ckpt_shim_tests::bed::*;
 
 const MIB: u32 = 256;
 const ROUNDS: usize = 5;

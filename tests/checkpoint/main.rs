@@ -2,16 +2,14 @@
 //! (the shim checkpoints through containerd's API) and 2.1 (the runtime's own checkpoint,
 //! with the shim's work around it). Root only; skipped with a printed reason otherwise.
 
-mod bed;
-
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use bed::*;
 use ckpt_shim::api::cri::ContainerState;
+use ckpt_shim_tests::bed::{self, *};
 use sha2::{Digest, Sha256};
 use tonic::Code;
 

@@ -14,6 +14,7 @@ use std::process::Command;
 use ckpt_shim::api::cri::image_service_client::ImageServiceClient;
 use ckpt_shim::api::cri::{ImageSpec, ImageStatusRequest, PullImageRequest, RemoveImageRequest};
 use ckpt_shim::image::{checkpoint_image, CheckpointImage, CRIO_NAME, CRIU_NAME};
+use ckpt_shim_tests::bed;
 use ckpt_shim_tests::testbed::{say, skip, Instance};
 use tonic::transport::Channel;
 
@@ -288,10 +289,6 @@ async fn import_and_push_on_containerd_1_6() {
     }
     bed.down().unwrap();
 }
-
-#[allow(dead_code)]
-#[path = "../checkpoint/bed.rs"]
-mod bed;
 
 const COUNTER: &str =
     "i=0; while true; do i=$((i+1)); echo $i; echo $i > /tmp/count; sleep 0.1; done";

@@ -4,16 +4,14 @@
 //! checks around it). Then every way a restore must be refused. Root only; skipped with a
 //! printed reason otherwise.
 
-#[path = "../checkpoint/bed.rs"]
-mod bed;
 mod hostile;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bed::*;
 use ckpt_shim::api::cri::image_service_client::ImageServiceClient;
 use ckpt_shim::api::cri::*;
+use ckpt_shim_tests::bed::{self, *};
 use tonic::Code;
 
 const COUNTER: &str = "echo kept > /kept.txt; rm -f /bin/pidof; i=0; while true; do i=$((i+1)); echo $i; echo $i > /tmp/count; sleep 0.1; done";

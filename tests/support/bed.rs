@@ -1,5 +1,6 @@
-//! Small helpers for the checkpoint tests: a test-bed instance that is brought down when
-//! dropped, a shim in front of it with a [checkpoint] section, and a CRI pod with a counter.
+//! Helpers shared by the checkpoint, restore and image tests and the checkpoint and restore
+//! benchmarks: a test-bed instance that is brought down when dropped, a shim in front of it
+//! with a [checkpoint] section, and a CRI pod with a counter.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -8,12 +9,10 @@ use std::time::{Duration, Instant};
 
 use ckpt_shim::api::cri::runtime_service_client::RuntimeServiceClient;
 use ckpt_shim::api::cri::*;
-use ckpt_shim_tests::shim::{Options, Shim};
 use tonic::transport::Channel;
 
-pub fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("testbed/testbed")
-}
+use crate::shim::{Options, Shim};
+pub use crate::testbed::{say, script};
 
 /// Why the test cannot run here, printed by the caller.
 pub fn skip() -> Option<&'static str> {
@@ -21,11 +20,6 @@ pub fn skip() -> Option<&'static str> {
         return Some("CKPT_E2E=0");
     }
     (!nix::unistd::geteuid().is_root()).then_some("not root (the containerd test bed needs root)")
-}
-
-pub fn say(line: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 /// One containerd instance of the test bed, up while this lives.
@@ -36,7 +30,6 @@ pub struct Bed {
 }
 
 impl Bed {
-    #[allow(dead_code)] // the restore tests start every instance with settings
     pub fn up(instance: &str) -> Bed {
         Self::up_with(instance, &[])
     }
@@ -90,6 +83,12 @@ pub struct Dirs {
     pub root: tempfile::TempDir,
 }
 
+impl Default for Dirs {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Dirs {
     pub fn new() -> Dirs {
         let root = tempfile::Builder::new()
@@ -131,7 +130,7 @@ pub async fn shim(bed: &Bed, dirs: &Dirs, extra: &str) -> Shim {
 pub type Cri = RuntimeServiceClient<Channel>;
 
 pub async fn cri(socket: &Path) -> Cri {
-    RuntimeServiceClient::new(ckpt_shim_tests::raw::channel(socket).await.unwrap())
+    RuntimeServiceClient::new(crate::raw::channel(socket).await.unwrap())
 }
 
 pub struct Pod {
