@@ -169,27 +169,35 @@ pub fn encode(payload: &[u8]) -> bytes::Bytes {
     framed.into()
 }
 
+/// Why a unary body is not exactly one gRPC message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotOneMessage {
+    #[error("request body of {0} bytes is shorter than a gRPC message prefix")]
+    Short(usize),
+    #[error("{0}")]
+    Framing(Violation),
+    #[error("unary request must hold exactly one gRPC message: prefix declares {declared} bytes, body has {body}")]
+    Length { declared: usize, body: usize },
+}
+
 /// Splits a complete unary body into its single message, checking the framing.
 /// Returns (compressed, payload range).
-pub fn single_message(body: &[u8]) -> Result<(bool, std::ops::Range<usize>), String> {
+pub fn single_message(body: &[u8]) -> Result<(bool, std::ops::Range<usize>), NotOneMessage> {
     if body.len() < PREFIX_LEN {
-        return Err(format!(
-            "request body of {} bytes is shorter than a gRPC message prefix",
-            body.len()
-        ));
+        return Err(NotOneMessage::Short(body.len()));
     }
     let compressed = match body[0] {
         0 => false,
         1 => true,
-        flag => return Err(Violation::BadFlag(flag).to_string()),
+        flag => return Err(NotOneMessage::Framing(Violation::BadFlag(flag))),
     };
     let len = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
     let end = PREFIX_LEN + len;
     if end != body.len() {
-        return Err(format!(
-            "unary request must hold exactly one gRPC message: prefix declares {len} bytes, body has {}",
-            body.len() - PREFIX_LEN
-        ));
+        return Err(NotOneMessage::Length {
+            declared: len,
+            body: body.len() - PREFIX_LEN,
+        });
     }
     Ok((compressed, PREFIX_LEN..end))
 }

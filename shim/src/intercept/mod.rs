@@ -185,3 +185,111 @@ fn decode<M: Message + Default>(method: Method, payload: &[u8]) -> Result<M, Sta
         ))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    //! Handlers are handed their collaborators, so they are tested without a proxy or a
+    //! runtime: the runtime here is a socket nobody listens on, and these decisions must not
+    //! need it.
+
+    use super::*;
+    use crate::api::cri::{
+        ContainerConfig, CreateContainerRequest, RemoveContainerRequest, StartContainerRequest,
+    };
+    use crate::config::Config;
+    use crate::runtime::Runtime;
+
+    struct Bed {
+        relay: Relay,
+        restorer: Restorer,
+        head: http::request::Parts,
+        caller: Caller,
+    }
+
+    fn bed() -> Bed {
+        let config = Config::default();
+        let runtime = Runtime::new(
+            std::path::Path::new("/nonexistent/ckpt-shim-test.sock"),
+            std::time::Duration::from_millis(10),
+            "k8s.io",
+        )
+        .unwrap();
+        Bed {
+            relay: Relay::new(runtime.relay().clone(), 1 << 20),
+            restorer: Restorer::new(config.restore.clone(), std::env::temp_dir(), &runtime, None),
+            head: Request::new(()).into_parts().0,
+            caller: Caller {
+                pid: 1,
+                uid: 0,
+                gid: 0,
+            },
+        }
+    }
+
+    impl Bed {
+        fn call<'a>(&'a self, original: &'a [u8]) -> Call<'a> {
+            Call {
+                caller: &self.caller,
+                relay: &self.relay,
+                head: &self.head,
+                original,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_create_naming_the_reserved_annotation_is_refused() {
+        let bed = bed();
+        let request = CreateContainerRequest {
+            config: Some(ContainerConfig {
+                annotations: [(
+                    crate::restore::plan::ANNOTATION.to_owned(),
+                    "/tmp".to_owned(),
+                )]
+                .into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let bytes = request.encode_to_vec();
+        match create::decide(&bed.call(&bytes), &bed.restorer, request).await {
+            Decision::Answer(status) => {
+                assert_eq!(status.code, Code::InvalidArgument);
+                assert!(status.message.contains("reserved"), "{status}");
+            }
+            _ => panic!("the reserved annotation must be refused"),
+        }
+    }
+
+    #[tokio::test]
+    async fn start_and_remove_of_an_ordinary_container_go_on_as_they_came() {
+        let bed = bed();
+        let start = StartContainerRequest {
+            container_id: "c1".into(),
+        };
+        let bytes = start.encode_to_vec();
+        assert!(matches!(
+            start::decide(&bed.call(&bytes), &bed.restorer, start).await,
+            Decision::Forward
+        ));
+        let remove = RemoveContainerRequest {
+            container_id: "c1".into(),
+        };
+        let bytes = remove.encode_to_vec();
+        assert!(matches!(
+            remove::decide(&bed.call(&bytes), &bed.restorer, remove).await,
+            Decision::Forward
+        ));
+    }
+
+    #[test]
+    fn compressed_and_misframed_requests_are_refused_by_name() {
+        let compressed = bytes::Bytes::from_static(&[1, 0, 0, 0, 0]);
+        let status = message(Method::CreateContainer, &compressed).unwrap_err();
+        assert_eq!(status.code, Code::Unimplemented);
+        let short = bytes::Bytes::from_static(&[0, 0]);
+        let status = message(Method::StartContainer, &short).unwrap_err();
+        assert_eq!(status.code, Code::InvalidArgument);
+        assert!(status.message.starts_with("StartContainer: "), "{status}");
+    }
+}

@@ -35,11 +35,26 @@ fn passes(patterns: &[&str], key: &str) -> bool {
     })
 }
 
-/// Checks the configuration for `handler` (empty: the default runtime). The error names
-/// the setting to add.
-pub fn check(config: &Value, handler: &str, wrapper_binary: &str) -> Result<(), String> {
-    let (runtimes, default) = runtimes_table(config)
-        .ok_or("the runtime's Status does not describe its runtimes (not containerd?)")?;
+/// What keeps containerd from running wrapper restores; each names the setting to add.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotSetUp {
+    #[error("the runtime's Status does not describe its runtimes (not containerd?)")]
+    NoRuntimes,
+    #[error("the runtime has no runtime handler {0:?}")]
+    NoHandler(String),
+    #[error("containerd's runtime {runtime:?} does not run the restore wrapper: set its options BinaryName = \"/usr/local/bin/{wrapper}\" (now {now:?})")]
+    NoWrapper {
+        runtime: String,
+        wrapper: String,
+        now: String,
+    },
+    #[error("containerd's runtime {runtime:?} drops the restore annotation: add \"{ANNOTATION}\" to its container_annotations (now {now:?})")]
+    DropsAnnotation { runtime: String, now: Vec<String> },
+}
+
+/// Checks the configuration for `handler` (empty: the default runtime).
+pub fn check(config: &Value, handler: &str, wrapper_binary: &str) -> Result<(), NotSetUp> {
+    let (runtimes, default) = runtimes_table(config).ok_or(NotSetUp::NoRuntimes)?;
     let name = if handler.is_empty() {
         default.as_str()
     } else {
@@ -47,16 +62,18 @@ pub fn check(config: &Value, handler: &str, wrapper_binary: &str) -> Result<(), 
     };
     let runtime = runtimes
         .get(name)
-        .ok_or_else(|| format!("the runtime has no runtime handler {name:?}"))?;
+        .ok_or_else(|| NotSetUp::NoHandler(name.to_owned()))?;
     let binary = runtime["options"]["BinaryName"].as_str().unwrap_or("");
     let file = std::path::Path::new(binary)
         .file_name()
         .map(|f| f.to_string_lossy().into_owned())
         .unwrap_or_default();
     if file != wrapper_binary {
-        return Err(format!(
-            "containerd's runtime {name:?} does not run the restore wrapper: set its options BinaryName = \"/usr/local/bin/{wrapper_binary}\" (now {binary:?})"
-        ));
+        return Err(NotSetUp::NoWrapper {
+            runtime: name.to_owned(),
+            wrapper: wrapper_binary.to_owned(),
+            now: binary.to_owned(),
+        });
     }
     // The JSON key follows the Go field where the struct has no json tag.
     let annotations: Vec<&str> = [
@@ -69,9 +86,10 @@ pub fn check(config: &Value, handler: &str, wrapper_binary: &str) -> Result<(), 
     .map(|a| a.iter().filter_map(Value::as_str).collect())
     .unwrap_or_default();
     if !passes(&annotations, ANNOTATION) {
-        return Err(format!(
-            "containerd's runtime {name:?} drops the restore annotation: add \"{ANNOTATION}\" to its container_annotations (now {annotations:?})"
-        ));
+        return Err(NotSetUp::DropsAnnotation {
+            runtime: name.to_owned(),
+            now: annotations.iter().map(|a| a.to_string()).collect(),
+        });
     }
     Ok(())
 }
@@ -99,16 +117,21 @@ mod tests {
     fn names_the_missing_setting() {
         let ok = config("/usr/local/bin/ckpt-shim-runc", &["io.ckpt-shim.*"]);
         assert_eq!(check(&ok, "", "ckpt-shim-runc"), Ok(()));
-        let e = check(&config("", &["io.ckpt-shim.*"]), "", "ckpt-shim-runc").unwrap_err();
+        let e = check(&config("", &["io.ckpt-shim.*"]), "", "ckpt-shim-runc")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("BinaryName"), "{e}");
         let e = check(
             &config("/x/ckpt-shim-runc", &["org.criu.*"]),
             "",
             "ckpt-shim-runc",
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("container_annotations"), "{e}");
-        let e = check(&ok, "kata", "ckpt-shim-runc").unwrap_err();
+        let e = check(&ok, "kata", "ckpt-shim-runc")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("kata"), "{e}");
         let exact = config("/x/ckpt-shim-runc", &[ANNOTATION]);
         assert_eq!(check(&exact, "runc", "ckpt-shim-runc"), Ok(()));
