@@ -18,12 +18,12 @@ pub async fn decide(
     let source = match restorer.detect(&request).await {
         Ok(None) => return Decision::Forward,
         Ok(Some(source)) => source,
-        Err(status) => return Decision::Answer(status),
+        Err(e) => return Decision::Answer(e.into()),
     };
     tracing::info!(sandbox = %request.pod_sandbox_id, ?source, uid = call.caller.uid, "CreateContainer of a checkpoint: restore");
     let prepared = match restorer.prepare(&request, source, call.caller).await {
         Ok(p) => p,
-        Err(status) => return Decision::Answer(status),
+        Err(e) => return Decision::Answer(e.into()),
     };
     let payload = patch::merged(call.original, &prepared.changes);
     let answer = match call.send(&payload).await {
@@ -47,6 +47,6 @@ pub async fn decide(
         .unwrap_or_default();
     match restorer.created(prepared, &id).await {
         Ok(()) => Decision::Relay(Box::new(answer)),
-        Err(status) => Decision::Answer(status),
+        Err(e) => Decision::Answer(e.into()),
     }
 }

@@ -22,11 +22,10 @@ pub async fn decide(
     let answer = match call.send(call.original).await {
         Ok(a) => a,
         Err(status) => {
-            let status = restorer
-                .started(&id, Err(status), started)
-                .await
-                .err()
-                .unwrap_or_else(|| crate::grpc::Status::internal("StartContainer failed"));
+            let status = match restorer.started(&id, Err(status), started).await {
+                Err(e) => e.into(),
+                Ok(()) => crate::grpc::Status::internal("StartContainer failed"),
+            };
             return Decision::Answer(status);
         }
     };
@@ -38,6 +37,6 @@ pub async fn decide(
     };
     match restorer.started(&id, result, started).await {
         Ok(()) => Decision::Relay(Box::new(answer)),
-        Err(status) => Decision::Answer(status),
+        Err(e) => Decision::Answer(e.into()),
     }
 }

@@ -3,11 +3,11 @@
 //! it). `restore.mode` can force either; the runtime's set-up is checked before each
 //! wrapper restore, and logged at start and after every reconnect.
 
+use super::error::Error;
 use super::{runtime_config, stage};
 use crate::api::cri::{StatusRequest, VersionRequest};
 use crate::config::RestoreMode;
-use crate::grpc::{Code, Status};
-use crate::runtime::{runtime_error, CriClient};
+use crate::runtime::CriClient;
 
 /// Who brings the checkpointed process back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +47,7 @@ impl RuntimeSetup {
     /// containerd runs it (every version, every archive layout), else the runtime's own
     /// restore where it has one: containerd 2.1 cannot restore even its own archives when
     /// it would have to look its base image up by id (it tries to pull the id).
-    pub async fn engine(&self, staged: &stage::Staged, handler: &str) -> Result<Engine, Status> {
+    pub async fn engine(&self, staged: &stage::Staged, handler: &str) -> Result<Engine, Error> {
         match self.mode {
             RestoreMode::Wrapper => Ok(Engine::Wrapper),
             RestoreMode::Native => Ok(Engine::Native),
@@ -61,7 +61,7 @@ impl RuntimeSetup {
                     .clone()
                     .version(VersionRequest::default())
                     .await
-                    .map_err(|e| runtime_error(e, "the runtime's Version failed"))?
+                    .map_err(|e| Error::runtime(e, "the runtime's Version failed"))?
                     .into_inner();
                 // containerd ignores deleted.files: such an archive would get its deleted
                 // files back.
@@ -84,34 +84,33 @@ impl RuntimeSetup {
         }
         match self.wrapper_ready("").await {
             Ok(()) => tracing::info!("restores ready: containerd runs the runc wrapper and passes the restore annotation"),
-            Err(status) if status.code == Code::FailedPrecondition => {
-                tracing::warn!(reason = %status.message, "restores through the wrapper are not possible on this runtime until it is configured; they will be refused")
+            Err(e @ Error::NotSetUp(_)) => {
+                tracing::warn!(reason = %e, "restores through the wrapper are not possible on this runtime until it is configured; they will be refused")
             }
-            Err(status) => tracing::debug!(%status, "the runtime's set-up for restores is not known yet"),
+            Err(e) => tracing::debug!(error = %e, "the runtime's set-up for restores is not known yet"),
         }
     }
 
     /// FAILED_PRECONDITION naming the missing setting unless containerd runs the wrapper
     /// with the annotation passed through, for the pod's runtime handler.
-    pub async fn wrapper_ready(&self, handler: &str) -> Result<(), Status> {
+    pub async fn wrapper_ready(&self, handler: &str) -> Result<(), Error> {
         let answer = self
             .cri
             .clone()
             .status(StatusRequest { verbose: true })
             .await
-            .map_err(|e| runtime_error(e, "the runtime's Status failed"))?
+            .map_err(|e| Error::runtime(e, "the runtime's Status failed"))?
             .into_inner();
         let config = answer
             .info
             .get("config")
             .and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok())
             .unwrap_or_default();
-        runtime_config::check(&config, handler, &self.wrapper_binary).map_err(|why| {
-            Status::new(
-                Code::FailedPrecondition,
-                format!("cannot restore on this runtime: {why}"),
-            )
-        })
+        Ok(runtime_config::check(
+            &config,
+            handler,
+            &self.wrapper_binary,
+        )?)
     }
 }
 

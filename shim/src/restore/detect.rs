@@ -7,10 +7,10 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
+use super::error::Error;
 use super::plan::ANNOTATION;
 use super::sandbox;
 use crate::api::cri::{CreateContainerRequest, ImageSpec, ImageStatusRequest};
-use crate::grpc::Status;
 use crate::runtime::containerd::Containerd;
 use crate::runtime::{CriClient, ImageClient};
 
@@ -64,12 +64,10 @@ impl Detector {
     }
 
     /// The restore source a request names, if it is a restore at all.
-    pub async fn detect(&self, request: &CreateContainerRequest) -> Result<Option<Source>, Status> {
+    pub async fn detect(&self, request: &CreateContainerRequest) -> Result<Option<Source>, Error> {
         let config = request.config.as_ref();
         if config.is_some_and(|c| c.annotations.contains_key(ANNOTATION)) {
-            return Err(Status::invalid_argument(format!(
-                "the annotation {ANNOTATION} is reserved for the shim"
-            )));
+            return Err(Error::ReservedAnnotation);
         }
         let image = config
             .and_then(|c| c.image.as_ref())
@@ -102,7 +100,7 @@ impl Detector {
     async fn checkpoint_image(
         &self,
         image: &str,
-    ) -> Result<Option<crate::image::CheckpointImage>, Status> {
+    ) -> Result<Option<crate::image::CheckpointImage>, Error> {
         if image.is_empty() {
             return Ok(None);
         }

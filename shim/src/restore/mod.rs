@@ -17,6 +17,7 @@
 
 pub mod capability;
 pub mod detect;
+mod error;
 pub mod plan;
 pub mod policy;
 pub mod rootfs;
@@ -37,10 +38,11 @@ use crate::api::cri::{ContainerConfig, CreateContainerRequest, ImageSpec, PullIm
 use crate::audit::{Action, AuditLog, Record};
 use crate::caller::Caller;
 use crate::config::{RestoreMode, RestoreSettings};
-use crate::grpc::{Code, Status};
-use crate::runtime::{runtime_error, CriClient, ImageClient, Runtime};
+use crate::grpc::Status;
+use crate::runtime::{CriClient, ImageClient, Runtime};
 pub use capability::{restores_natively, Engine};
 pub use detect::{Source, OPERATOR_ANNOTATION};
+pub use error::Error;
 use plan::{Plan, ANNOTATION};
 use staging_dir::{write_private, RemoveOnDrop};
 use track::{Tracked, Tracker};
@@ -111,7 +113,7 @@ impl Restorer {
     }
 
     /// The restore source a request names, if it is a restore at all.
-    pub async fn detect(&self, request: &CreateContainerRequest) -> Result<Option<Source>, Status> {
+    pub async fn detect(&self, request: &CreateContainerRequest) -> Result<Option<Source>, Error> {
         self.detector.detect(request).await
     }
 
@@ -126,7 +128,7 @@ impl Restorer {
         request: &CreateContainerRequest,
         source: Source,
         caller: &Caller,
-    ) -> Result<Prepared, Status> {
+    ) -> Result<Prepared, Error> {
         let started = Instant::now();
         let name = request
             .config
@@ -162,11 +164,11 @@ impl Restorer {
                 record,
                 started,
             }),
-            Err(status) => {
-                self.finish(&mut record, started, Err(&status))
+            Err(e) => {
+                self.finish(&mut record, started, Err(&e))
                     .instrument(span)
                     .await;
-                Err(status)
+                Err(e)
             }
         }
     }
@@ -177,7 +179,7 @@ impl Restorer {
         source: &Source,
         name: &str,
         record: &mut Record,
-    ) -> Result<(Option<PathBuf>, CreateContainerRequest), Status> {
+    ) -> Result<(Option<PathBuf>, CreateContainerRequest), Error> {
         let sandbox = sandbox::view(&self.cri, &request.pod_sandbox_id).await?;
         let span = tracing::Span::current();
         span.record("pod", sandbox.name.as_str());
@@ -193,14 +195,14 @@ impl Restorer {
                 // The layer holds the archive's members: it is read as an archive. The
                 // content store checked its digest against the manifest.
                 let layer = dir.join("image-layer");
-                image.fetch_layer(&layer).await.map_err(|why| {
-                    let code = if image.layers.len() == 1 {
-                        Code::Internal
-                    } else {
-                        Code::InvalidArgument
-                    };
-                    Status::new(code, format!("checkpoint image {}: {why}", image.name))
-                })?;
+                image
+                    .fetch_layer(&layer)
+                    .await
+                    .map_err(|why| Error::Image {
+                        name: image.name.clone(),
+                        why: why.to_string(),
+                        unreadable_layout: image.layers.len() != 1,
+                    })?;
                 layer
             }
         };
@@ -209,14 +211,12 @@ impl Restorer {
             let (archive, dir, limits) = (archive.clone(), dir.clone(), self.limits());
             tokio::task::spawn_blocking(move || stage::stage(&archive, &dir, &limits))
                 .await
-                .map_err(|e| Status::internal(format!("the staging task failed: {e}")))?
+                .map_err(|e| Error::Internal(format!("the staging task failed: {e}")))?
         };
         if let Source::Image(_) = source {
             let _ = std::fs::remove_file(&archive);
         }
-        let staged = staged.map_err(|why| {
-            Status::invalid_argument(format!("checkpoint archive refused: {why}"))
-        })?;
+        let staged = staged.map_err(|why| Error::Refused(why.to_string()))?;
         tracing::info!(
             source = %source.describe(),
             bytes = staged.size,
@@ -244,9 +244,7 @@ impl Restorer {
         }
         let base = staged.base_image();
         if base.is_empty() {
-            return Err(Status::invalid_argument(
-                "checkpoint archive refused: config.dump names no base image",
-            ));
+            return Err(Error::NoBaseImage);
         }
         self.ensure_image(&base).await?;
         let plan = Plan {
@@ -263,7 +261,7 @@ impl Restorer {
             &plan::plan_path(&dir),
             &serde_json::to_vec_pretty(&plan).unwrap_or_default(),
         )
-        .map_err(|e| Status::internal(format!("writing the restore plan: {e}")))?;
+        .map_err(|e| Error::Internal(format!("writing the restore plan: {e}")))?;
         let changes = CreateContainerRequest {
             config: Some(ContainerConfig {
                 image: Some(ImageSpec {
@@ -288,10 +286,10 @@ impl Restorer {
 
     /// Pulls the base image if the node does not have it (a checkpoint moved from another
     /// node brings only itself).
-    async fn ensure_image(&self, image: &str) -> Result<(), Status> {
+    async fn ensure_image(&self, image: &str) -> Result<(), Error> {
         let present = detect::image_status(&self.images, image)
             .await
-            .map_err(|e| runtime_error(e, "ImageStatus of the checkpoint's base image"))?
+            .map_err(|e| Error::runtime(e, "ImageStatus of the checkpoint's base image"))?
             .is_some();
         if present {
             return Ok(());
@@ -308,25 +306,34 @@ impl Restorer {
             })
             .await
             .map_err(|e| {
-                runtime_error(e, &format!("pulling the checkpoint's base image {image}"))
+                Error::runtime(e, &format!("pulling the checkpoint's base image {image}"))
             })?;
         Ok(())
     }
 
     /// CreateContainer succeeded: for wrapper restores, the annotation must be in the new
     /// container's spec, or containerd dropped it and StartContainer would start it fresh.
-    pub async fn created(&self, mut prepared: Prepared, container_id: &str) -> Result<(), Status> {
+    pub async fn created(&self, prepared: Prepared, container_id: &str) -> Result<(), Error> {
         let span = prepared.span.clone();
-        let _in_span = span.enter();
+        self.confirm_created(prepared, container_id)
+            .instrument(span)
+            .await
+    }
+
+    async fn confirm_created(
+        &self,
+        mut prepared: Prepared,
+        container_id: &str,
+    ) -> Result<(), Error> {
         prepared.record.container_id = container_id.to_owned();
         let dir = prepared.dir.take();
         if let Some(dir) = &dir {
-            if let Err(status) = self.tracker.annotation_arrived(container_id, dir).await {
+            if let Err(e) = self.tracker.annotation_arrived(container_id, dir).await {
                 self.tracker.remove_container(container_id).await;
                 let _ = plan::remove_staged(dir);
-                self.finish(&mut prepared.record, prepared.started, Err(&status))
+                self.finish(&mut prepared.record, prepared.started, Err(&e))
                     .await;
-                return Err(status);
+                return Err(e);
             }
             let _ = write_private(&dir.join("container-id"), container_id.as_bytes());
         }
@@ -343,12 +350,13 @@ impl Restorer {
 
     /// CreateContainer failed: nothing of the restore may stay.
     pub async fn create_failed(&self, mut prepared: Prepared, status: &Status) {
-        let span = prepared.span.clone();
-        let _in_span = span.enter();
         if let Some(dir) = prepared.dir.take() {
             let _ = plan::remove_staged(&dir);
         }
-        self.finish(&mut prepared.record, prepared.started, Err(status))
+        let span = prepared.span.clone();
+        let failed = Error::Answer(status.clone());
+        self.finish(&mut prepared.record, prepared.started, Err(&failed))
+            .instrument(span)
             .await;
     }
 
@@ -363,9 +371,9 @@ impl Restorer {
         id: &str,
         answer: Result<(), Status>,
         took: Instant,
-    ) -> Result<(), Status> {
+    ) -> Result<(), Error> {
         let Some(tracked) = self.tracker.get(id) else {
-            return answer;
+            return answer.map_err(Error::Answer);
         };
         let span = tracing::info_span!(
             "restore",
@@ -397,10 +405,11 @@ impl Restorer {
         self.tracker.sweep().await;
     }
 
-    async fn finish(&self, record: &mut Record, started: Instant, result: Result<(), &Status>) {
+    async fn finish(&self, record: &mut Record, started: Instant, result: Result<(), &Error>) {
         record.duration_ms = started.elapsed().as_millis() as u64;
-        record.conclude(result);
-        if let Err(status) = result {
+        let status = result.err().map(Status::from);
+        record.conclude(status.as_ref().map_or(Ok(()), Err));
+        if let Some(status) = &status {
             tracing::warn!(container = %record.container, source = %record.location, %status, "restore refused or failed");
         }
         if let Some(audit) = &self.audit {

@@ -4,20 +4,16 @@
 
 use std::path::{Path, PathBuf};
 
+use super::error::Error;
 use super::sandbox::SandboxView;
 use super::stage;
 use crate::api::cri::CreateContainerRequest;
-use crate::grpc::{Code, Status};
 
 /// The archive, symlinks resolved, inside one of the allowed directories.
-pub fn confined(path: &Path, allowed_dirs: &[PathBuf]) -> Result<PathBuf, Status> {
-    let real = path.canonicalize().map_err(|e| {
-        let code = if e.kind() == std::io::ErrorKind::NotFound {
-            Code::NotFound
-        } else {
-            Code::InvalidArgument
-        };
-        Status::new(code, format!("checkpoint archive {}: {e}", path.display()))
+pub fn confined(path: &Path, allowed_dirs: &[PathBuf]) -> Result<PathBuf, Error> {
+    let real = path.canonicalize().map_err(|source| Error::Unreadable {
+        path: path.to_owned(),
+        source,
     })?;
     let inside = allowed_dirs.iter().any(|d| {
         d.canonicalize()
@@ -25,24 +21,17 @@ pub fn confined(path: &Path, allowed_dirs: &[PathBuf]) -> Result<PathBuf, Status
             .unwrap_or(false)
     });
     if !inside {
-        return Err(Status::new(
-            Code::PermissionDenied,
-            format!(
-                "checkpoint archive {} is outside the directories restores may read ({})",
-                path.display(),
-                allowed_dirs
-                    .iter()
-                    .map(|d| d.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        ));
+        return Err(Error::OutsideAllowedDirs {
+            path: path.to_owned(),
+            allowed: allowed_dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
     }
     if !real.is_file() {
-        return Err(Status::invalid_argument(format!(
-            "checkpoint archive {} is not a file",
-            path.display()
-        )));
+        return Err(Error::NotAFile(path.to_owned()));
     }
     Ok(real)
 }
@@ -53,40 +42,40 @@ pub fn check_sidecar(
     archive: &Path,
     staged: &stage::Staged,
     require_sidecar: bool,
-) -> Result<(), Status> {
+) -> Result<(), Error> {
     let path = crate::checkpoint::sidecar::path_for(archive);
     let text = match std::fs::read(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if require_sidecar {
-                return Err(Status::new(
-                    Code::PermissionDenied,
-                    format!(
-                        "checkpoint archive {} has no sidecar {} (restore.require_sidecar)",
-                        archive.display(),
-                        path.display()
-                    ),
-                ));
+                return Err(Error::NoSidecar {
+                    archive: archive.to_owned(),
+                    sidecar: path,
+                });
             }
             return Ok(());
         }
-        Err(e) => return Err(Status::internal(format!("{}: {e}", path.display()))),
+        Err(source) => {
+            return Err(Error::SidecarUnreadable {
+                sidecar: path,
+                source,
+            })
+        }
     };
-    let v: serde_json::Value = serde_json::from_slice(&text).map_err(|e| {
-        Status::invalid_argument(format!("sidecar {} is not valid JSON: {e}", path.display()))
-    })?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&text).map_err(|source| Error::SidecarInvalid {
+            sidecar: path.clone(),
+            source,
+        })?;
     let want = v["sha256"].as_str().unwrap_or("");
     if want != staged.sha256 || v["size"].as_u64() != Some(staged.size) {
-        return Err(Status::new(
-            Code::PermissionDenied,
-            format!(
-                "checkpoint archive {} does not match its sidecar: sha256 {} ({} bytes), sidecar says {want} ({} bytes)",
-                archive.display(),
-                staged.sha256,
-                staged.size,
-                v["size"]
-            ),
-        ));
+        return Err(Error::DigestMismatch {
+            archive: archive.to_owned(),
+            sha256: staged.sha256.clone(),
+            size: staged.size,
+            want: want.to_owned(),
+            want_size: v["size"].to_string(),
+        });
     }
     Ok(())
 }
@@ -96,28 +85,22 @@ pub fn check_namespace(
     staged: &stage::Staged,
     sandbox: &SandboxView,
     allow_cross_namespace: bool,
-) -> Result<(), Status> {
+) -> Result<(), Error> {
     if allow_cross_namespace {
         return Ok(());
     }
     let from = staged.namespace();
     if from != sandbox.namespace {
-        return Err(Status::new(
-            Code::PermissionDenied,
-            format!(
-                "the checkpoint is of a container in namespace {from:?}; restoring it into namespace {:?} is not allowed (restore.allow_cross_namespace)",
-                sandbox.namespace
-            ),
-        ));
+        return Err(Error::CrossNamespace {
+            from: from.to_string(),
+            into: sandbox.namespace.clone(),
+        });
     }
     Ok(())
 }
 
 /// The request must mount every path the checkpointed container had bind-mounted.
-pub fn check_mounts(
-    staged: &stage::Staged,
-    request: &CreateContainerRequest,
-) -> Result<(), Status> {
+pub fn check_mounts(staged: &stage::Staged, request: &CreateContainerRequest) -> Result<(), Error> {
     let have: Vec<&str> = request
         .config
         .as_ref()
@@ -129,10 +112,7 @@ pub fn check_mounts(
         .filter(|d| !have.contains(&d.as_str()))
         .collect();
     if !missing.is_empty() {
-        return Err(Status::invalid_argument(format!(
-            "the checkpointed container had bind mounts the request does not have: {}",
-            missing.join(", ")
-        )));
+        return Err(Error::MissingMounts(missing));
     }
     Ok(())
 }

@@ -3,9 +3,9 @@
 
 use std::collections::HashMap;
 
+use super::error::Error;
 use crate::api::cri::PodSandboxStatusRequest;
-use crate::grpc::{Code, Status};
-use crate::runtime::{runtime_error, CriClient};
+use crate::runtime::CriClient;
 
 pub struct SandboxView {
     pub name: String,
@@ -15,7 +15,7 @@ pub struct SandboxView {
     pub handler: String,
 }
 
-pub async fn view(cri: &CriClient, id: &str) -> Result<SandboxView, Status> {
+pub async fn view(cri: &CriClient, id: &str) -> Result<SandboxView, Error> {
     let answer = cri
         .clone()
         .pod_sandbox_status(PodSandboxStatusRequest {
@@ -23,11 +23,11 @@ pub async fn view(cri: &CriClient, id: &str) -> Result<SandboxView, Status> {
             verbose: true,
         })
         .await
-        .map_err(|e| runtime_error(e, "PodSandboxStatus of the new container's pod"))?
+        .map_err(|e| Error::runtime(e, "PodSandboxStatus of the new container's pod"))?
         .into_inner();
     let status = answer
         .status
-        .ok_or_else(|| Status::new(Code::NotFound, format!("pod sandbox {id} has no status")))?;
+        .ok_or_else(|| Error::NoSandbox(id.to_owned()))?;
     let meta = status.metadata.unwrap_or_default();
     let handler = answer
         .info

@@ -6,16 +6,16 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use super::error::Error;
 use super::plan;
-use crate::grpc::Status;
 
 /// A new, empty staging directory.
-pub fn create(root: &Path) -> Result<PathBuf, Status> {
+pub fn create(root: &Path) -> Result<PathBuf, Error> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(root)
-        .map_err(|e| Status::internal(format!("staging directory {}: {e}", root.display())))?;
+        .map_err(|e| Error::Internal(format!("staging directory {}: {e}", root.display())))?;
     let token = format!(
         "{:x}-{:x}",
         SystemTime::now()
@@ -28,7 +28,7 @@ pub fn create(root: &Path) -> Result<PathBuf, Status> {
     std::fs::DirBuilder::new()
         .mode(0o700)
         .create(&dir)
-        .map_err(|e| Status::internal(format!("staging directory {}: {e}", dir.display())))?;
+        .map_err(|e| Error::Internal(format!("staging directory {}: {e}", dir.display())))?;
     Ok(dir)
 }
 

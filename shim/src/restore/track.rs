@@ -7,12 +7,13 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use super::error::Error;
 use super::plan;
 use super::plan::ANNOTATION;
 use crate::api::cri::{ContainerStatusRequest, RemoveContainerRequest, StopContainerRequest};
 use crate::audit::{Action, Record};
-use crate::grpc::{Code, Status};
-use crate::runtime::{runtime_error, CriClient};
+use crate::grpc::Status;
+use crate::runtime::CriClient;
 
 /// A restore the shim is carrying between CreateContainer and StartContainer.
 #[derive(Debug, Clone)]
@@ -86,7 +87,7 @@ impl Tracker {
         self.lock().contains_key(id)
     }
 
-    pub async fn annotation_arrived(&self, id: &str, dir: &Path) -> Result<(), Status> {
+    pub async fn annotation_arrived(&self, id: &str, dir: &Path) -> Result<(), Error> {
         let answer = self
             .cri
             .clone()
@@ -95,7 +96,7 @@ impl Tracker {
                 verbose: true,
             })
             .await
-            .map_err(|e| runtime_error(e, "ContainerStatus of the restored container"))?
+            .map_err(|e| Error::runtime(e, "ContainerStatus of the restored container"))?
             .into_inner();
         let info: serde_json::Value = answer
             .info
@@ -104,12 +105,7 @@ impl Tracker {
             .unwrap_or_default();
         let got = info["runtimeSpec"]["annotations"][ANNOTATION].as_str();
         if got != Some(&dir.display().to_string()) {
-            return Err(Status::new(
-                Code::FailedPrecondition,
-                format!(
-                    "containerd dropped the restore annotation {ANNOTATION} from the container's spec: add it to the runtime's container_annotations; the container was removed so it cannot start fresh"
-                ),
-            ));
+            return Err(Error::AnnotationDropped);
         }
         Ok(())
     }
@@ -132,19 +128,22 @@ impl Tracker {
         id: &str,
         tracked: &Tracked,
         answer: Result<(), Status>,
-    ) -> Result<(), Status> {
-        match (&answer, &tracked.dir) {
+    ) -> Result<(), Error> {
+        match (answer, &tracked.dir) {
             (Err(status), Some(dir)) => {
+                // The runtime's answer, with the wrapper's reason and where CRIU's log is kept.
                 let kept = self.keep_log(id, dir);
                 let why = std::fs::read_to_string(dir.join("error")).unwrap_or_default();
-                let status = &Status::new(status.code, format!("{}{kept}", status.message));
-                Err(if why.is_empty() || status.message.contains(why.trim()) {
-                    status.clone()
-                } else {
-                    Status::new(status.code, format!("{}: {why}", status.message))
-                })
+                let status = Status::new(status.code, format!("{}{kept}", status.message));
+                Err(Error::Answer(
+                    if why.is_empty() || status.message.contains(why.trim()) {
+                        status
+                    } else {
+                        Status::new(status.code, format!("{}: {why}", status.message))
+                    },
+                ))
             }
-            (Err(status), None) => Err(status.clone()),
+            (Err(status), None) => Err(Error::Answer(status)),
             (Ok(()), None) => Ok(()),
             (Ok(()), Some(dir)) => match plan::read_outcome(dir) {
                 Some(outcome) if outcome.container_id == id => {
@@ -166,10 +165,7 @@ impl Tracker {
                             timeout: 0,
                         })
                         .await;
-                    Err(Status::new(
-                        Code::FailedPrecondition,
-                        "the container started without being restored (the runc wrapper did not run: check containerd's BinaryName); it was stopped",
-                    ))
+                    Err(Error::StartedFresh)
                 }
             },
         }
