@@ -13,8 +13,12 @@
 //!
 //! CreateContainer, StartContainer and RemoveContainer of a container whose image is a
 //! checkpoint go from `owned` to `restore`, which checks and stages the checkpoint and has
-//! the runtime restore it, natively or through the runc wrapper (`restore::wrapper`, the
-//! `ckpt-shim-runc` program).
+//! the runtime restore it, natively or through the runc wrapper (the `ckpt-shim-runc`
+//! crate and program, which links only the format crate, not this one).
+//!
+//! The on-disk formats (archive member names, `config.dump`, `spec.dump`, the sidecar, the
+//! restore hand-over) are the `ckpt-shim-format` crate's (`ckpt_format`), shared with the
+//! wrapper.
 //!
 //! The forensic commands stand apart from the proxy: `inspect` (the commands) reads
 //! checkpoint archives through `archive` (tar, compression, member selection) and `criu`
