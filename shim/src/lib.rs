@@ -24,21 +24,41 @@
 //! checkpoint archives through `archive` (tar, compression, member selection) and `criu`
 //! (CRIU image files).
 
+// No unsafe code but three libc calls nix does not offer safely (sync_file_range,
+// lgetxattr, signal), each allowed where it stands; every other module forbids it.
+#![deny(unsafe_code)]
+
+#[forbid(unsafe_code)]
 pub mod api;
+#[forbid(unsafe_code)]
 pub mod archive;
+#[forbid(unsafe_code)]
 pub mod audit;
 pub mod checkpoint;
+#[forbid(unsafe_code)]
 pub mod cli;
+#[forbid(unsafe_code)]
 pub mod config;
+#[forbid(unsafe_code)]
 pub mod criu;
+#[forbid(unsafe_code)]
 pub mod grpc;
+#[forbid(unsafe_code)]
 pub mod image;
 pub mod inspect;
+#[forbid(unsafe_code)]
 pub mod logging;
+#[forbid(unsafe_code)]
 pub mod owned;
+#[forbid(unsafe_code)]
 pub mod proxy;
+#[forbid(unsafe_code)]
 pub mod restore;
+#[forbid(unsafe_code)]
 pub mod runtime;
+#[forbid(unsafe_code)]
 pub mod server;
+#[forbid(unsafe_code)]
 pub mod systemd;
+#[forbid(unsafe_code)]
 pub mod timefmt;

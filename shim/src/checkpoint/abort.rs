@@ -6,6 +6,8 @@
 //! freezes the container's cgroup while it dumps and a killed CRIU cannot thaw it, so the
 //! task is then resumed if containerd reports it paused.
 
+#![forbid(unsafe_code)]
+
 use std::time::Duration;
 
 use ckpt_shim_runc::process;

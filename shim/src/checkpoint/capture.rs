@@ -4,15 +4,17 @@
 //! location (containerd: `O_RDWR|O_CREATE`) and its sequential writes work on a FIFO as on a
 //! file, so nothing is read twice.
 
-use std::ffi::CString;
+#![forbid(unsafe_code)]
+
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::sys::stat::Mode;
 use sha2::{Digest, Sha256};
 
 use super::archive_writer::{HashThread, Seen, Writeback, Written};
@@ -42,11 +44,7 @@ impl Capture {
     /// Makes the FIFO (0600) and starts draining it. `limit` (0: none) bounds the archive;
     /// past it the bytes are still drained, so the runtime never blocks, but the capture fails.
     pub fn start(fifo: PathBuf, out: PathBuf, limit: u64) -> io::Result<Capture> {
-        let c = CString::new(fifo.as_os_str().as_bytes()).map_err(io::Error::other)?;
-        // SAFETY: a NUL-terminated path.
-        if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600))?;
         let opened = (|| {
             // Non-blocking so this open does not wait for a writer; reads block again below.
             let pipe = OpenOptions::new()
@@ -139,13 +137,8 @@ pub fn drain_orphan(fifo: PathBuf) {
 }
 
 fn set_blocking(file: &File) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let fd = file.as_raw_fd();
-    // SAFETY: fcntl on a descriptor this function's caller owns.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let flags = OFlag::from_bits_retain(fcntl(file, FcntlArg::F_GETFL)?);
+    fcntl(file, FcntlArg::F_SETFL(flags - OFlag::O_NONBLOCK))?;
     Ok(())
 }
 
@@ -170,14 +163,11 @@ fn drain(
     out: PathBuf,
     abandoned: &AtomicBool,
 ) -> io::Result<Captured> {
-    {
-        use std::os::fd::AsRawFd;
-        // Above /proc/sys/fs/pipe-max-size (1 MiB by default) only with CAP_SYS_RESOURCE.
-        for bytes in [PIPE_BYTES, 1 << 20] {
-            // SAFETY: fcntl on a descriptor this function owns; a failure keeps the size.
-            if unsafe { libc::fcntl(pipe.as_raw_fd(), libc::F_SETPIPE_SZ, bytes) } >= 0 {
-                break;
-            }
+    // Above /proc/sys/fs/pipe-max-size (1 MiB by default) only with CAP_SYS_RESOURCE; a
+    // failure keeps the size.
+    for bytes in [PIPE_BYTES, 1 << 20] {
+        if fcntl(&pipe, FcntlArg::F_SETPIPE_SZ(bytes)).is_ok() {
+            break;
         }
     }
     let mut hash = HashThread::start(Sha256::new(), DumpLogScan::default())?;
@@ -308,8 +298,7 @@ mod tests {
     fn a_dead_runs_fifo_is_drained_so_the_runtime_finishes() {
         let dir = tempfile_dir();
         let fifo = dir.join(".a.tar.ckpt-shim-tmp-1-0");
-        let c = CString::new(fifo.as_os_str().as_bytes()).unwrap();
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600)).unwrap();
         // The runtime opens read-write, as containerd does, so it never sees a missing reader.
         let mut w = OpenOptions::new()
             .read(true)

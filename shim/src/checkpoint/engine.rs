@@ -3,6 +3,8 @@
 //! container keeps running), collects the writable layer's changes, and streams everything
 //! into the archive in the layout checkpointctl and containerd 2.1's restore read.
 
+#![forbid(unsafe_code)]
+
 use std::io::Read;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};

@@ -2,6 +2,8 @@
 //! config, its format in `ckpt_format::config_dump`), `status.dump` (CRI ContainerStatus as
 //! containerd 2.1 writes and reads it).
 
+#![forbid(unsafe_code)]
+
 use std::time::SystemTime;
 
 use ckpt_format::config_dump::{ConfigDump, GO_ZERO_TIME};

@@ -1,6 +1,8 @@
 //! The sidecar `<archive>.json` of a checkpoint the shim made: filled in from the target
 //! here, the format itself (keys, typed read, crash-safe write) in `ckpt_format::sidecar`.
 
+#![forbid(unsafe_code)]
+
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
