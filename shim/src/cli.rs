@@ -106,18 +106,9 @@ pub async fn checkpoint(
         .await;
     ticker.abort();
     result.map_err(|s| anyhow::anyhow!("checkpoint failed: {:?}: {}", s.code(), s.message()))?;
-    let sidecar = crate::checkpoint::sidecar::path_for(&out);
-    let digest = std::fs::read(&sidecar)
-        .ok()
-        .and_then(|t| serde_json::from_slice::<serde_json::Value>(&t).ok())
-        .map(|v| {
-            format!(
-                "sha256:{} ({} bytes)",
-                v["sha256"].as_str().unwrap_or("?"),
-                v["size"]
-            )
-        })
-        .unwrap_or_else(|| "(no sidecar)".into());
+    let digest = ckpt_format::sidecar::Sidecar::read(&out)
+        .map(|s| format!("sha256:{} ({} bytes)", s.sha256, s.size))
+        .unwrap_or_else(|_| "(no sidecar)".into());
     eprintln!("done in {:.2} s", started.elapsed().as_secs_f64());
     println!("{}\n{digest}", out.display());
     Ok(out)

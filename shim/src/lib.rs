@@ -22,28 +22,55 @@
 //!   containerd clients).
 //! - `audit`: the hash-chained audit log. `grpc`: framing, the relayed body, statuses.
 //!
+//! The on-disk formats (archive member names, `config.dump`, `spec.dump`, the sidecar, the
+//! restore hand-over) are the `ckpt-shim-format` crate's (`ckpt_format`), shared with the
+//! runc wrapper (the `ckpt-shim-runc` crate and program, which links only that crate).
+//!
 //! Beside the proxy, reading checkpoints: `archive` (tar, compression, member selection),
 //! `criu` (CRIU image files), `inspect` (the forensic commands), `image` (checkpoint images).
 //! None of these speaks gRPC.
 
+// No unsafe code but three libc calls nix does not offer safely (sync_file_range,
+// lgetxattr, signal), each allowed where it stands; every other module forbids it.
+#![deny(unsafe_code)]
+
+#[forbid(unsafe_code)]
 pub mod api;
+#[forbid(unsafe_code)]
 pub mod app;
+#[forbid(unsafe_code)]
 pub mod archive;
+#[forbid(unsafe_code)]
 pub mod audit;
+#[forbid(unsafe_code)]
 pub mod caller;
 pub mod checkpoint;
+#[forbid(unsafe_code)]
 pub mod cli;
+#[forbid(unsafe_code)]
 pub mod config;
+#[forbid(unsafe_code)]
 pub mod criu;
+#[forbid(unsafe_code)]
 pub mod grpc;
+#[forbid(unsafe_code)]
 pub mod image;
 pub mod inspect;
+#[forbid(unsafe_code)]
 pub mod intercept;
+#[forbid(unsafe_code)]
 pub mod logging;
+#[forbid(unsafe_code)]
 pub mod relay;
+#[forbid(unsafe_code)]
 pub mod restore;
+#[forbid(unsafe_code)]
 pub mod router;
+#[forbid(unsafe_code)]
 pub mod runtime;
+#[forbid(unsafe_code)]
 pub mod server;
+#[forbid(unsafe_code)]
 pub mod systemd;
+#[forbid(unsafe_code)]
 pub mod timefmt;

@@ -8,6 +8,7 @@
 //! memory contents. Member data that is not needed is skipped by seeking when the archive is
 //! a plain file.
 
+pub mod dump_log;
 pub mod members;
 pub mod pages;
 pub mod rootfs;
@@ -28,7 +29,7 @@ use crate::criu::ImageSet;
 /// The largest member loaded into memory (JSON files, CRIU metadata images).
 pub const MAX_LOADED_MEMBER: u64 = 64 << 20;
 /// Bytes of `dump.log` kept (its head holds CRIU's version).
-pub const DUMP_LOG_HEAD: usize = 4096;
+pub const DUMP_LOG_HEAD: usize = ckpt_format::dump_log::HEAD_BYTES;
 
 /// What a scan should keep beyond the metadata.
 #[derive(Clone, Copy, Debug, Default)]
@@ -107,6 +108,21 @@ impl Checkpoint {
         self.pages_sizes
             .values()
             .fold(0u64, |a, b| a.saturating_add(*b))
+    }
+
+    /// `config.dump`, typed (absent, or not an object of the expected field types: None).
+    pub fn config_dump(&self) -> Option<ckpt_format::config_dump::ConfigDump> {
+        ckpt_format::config_dump::ConfigDump::from_value(self.config.clone()?).ok()
+    }
+
+    /// `spec.dump`, typed (what the readers need of it).
+    pub fn spec_dump(&self) -> Option<ckpt_format::spec_dump::Spec> {
+        Some(ckpt_format::spec_dump::Spec::from_value(self.spec.clone()?))
+    }
+
+    /// CRIU's version from the head of `dump.log`.
+    pub fn criu_version(&self) -> Option<String> {
+        ckpt_format::dump_log::criu_version(self.dump_log_head.as_deref()?)
     }
 
     fn new(path: &Path, compression: Compression, size: u64) -> Self {
@@ -371,8 +387,8 @@ fn scan_dir(path: &Path, want: Want) -> Result<Checkpoint, ArchiveError> {
         path: p.display().to_string(),
         source,
     };
-    let dirs: &[&str] = if path.join("checkpoint").is_dir() {
-        &["", "checkpoint"]
+    let dirs: &[&str] = if path.join(members::CHECKPOINT_DIR).is_dir() {
+        &["", members::CHECKPOINT_DIR]
     } else {
         &[""]
     };

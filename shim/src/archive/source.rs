@@ -1,7 +1,6 @@
 //! Opening a checkpoint: what kind of input it is, and a byte counter that drives the
 //! progress bar.
 
-use std::fs::File;
 use std::io::{self, BufRead, IsTerminal, Read, Seek, SeekFrom};
 use std::path::Path;
 
@@ -10,35 +9,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 /// Archives above this size get a progress bar when stderr is a terminal.
 pub const PROGRESS_THRESHOLD: u64 = 100 << 20;
 
-/// How the archive's bytes are stored.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    /// A plain tar: members are read in place by seeking.
-    None,
-    Gzip,
-    Zstd,
-    /// Not an archive: an unpacked checkpoint or a CRIU image directory.
-    Directory,
-}
-
-/// Tells plain, gzip and zstd archives apart by their first bytes.
-pub fn sniff(file: &mut File) -> io::Result<Compression> {
-    let mut head = [0u8; 4];
-    let mut got = 0;
-    while got < head.len() {
-        match file.read(&mut head[got..])? {
-            0 => break,
-            n => got += n,
-        }
-    }
-    file.seek(SeekFrom::Start(0))?;
-    Ok(match &head[..got] {
-        [0x1f, 0x8b, ..] => Compression::Gzip,
-        [0x28, 0xb5, 0x2f, 0xfd] => Compression::Zstd,
-        _ => Compression::None,
-    })
-}
+pub use ckpt_format::compression::{sniff, Compression};
 
 /// A progress bar for reading `len` bytes of `path`, hidden for small inputs or when stderr
 /// is not a terminal.

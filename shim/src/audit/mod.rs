@@ -15,8 +15,6 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::checkpoint::archive_writer::hex;
-
 /// What was attempted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Action {
@@ -136,7 +134,7 @@ pub struct AuditLog {
 
 fn hash_of(map: &Map<String, Value>) -> String {
     let text = serde_json::to_string(map).unwrap_or_default();
-    hex(&Sha256::digest(text.as_bytes()))
+    hex::encode(Sha256::digest(text.as_bytes()))
 }
 
 impl AuditLog {

@@ -6,29 +6,32 @@
 //! freezes the container's cgroup while it dumps and a killed CRIU cannot thaw it, so the
 //! task is then resumed if containerd reports it paused.
 
+#![forbid(unsafe_code)]
+
 use std::time::Duration;
+
+use ckpt_shim_runc::process;
 
 use crate::runtime::containerd::{Containerd, TaskState};
 
 /// Kills the `runc checkpoint` of `container_id` and its descendants; returns how many
 /// processes were signalled.
 pub fn kill_dump(container_id: &str) -> usize {
-    let procs = processes();
+    let procs = process::processes();
     let runcs: Vec<i32> = procs
         .iter()
-        .filter(|p| is_runc_checkpoint(&p.args, container_id))
+        .filter(|p| is_runc_checkpoint(&process::cmdline(p.pid), container_id))
         .map(|p| p.pid)
         .collect();
     let mut victims = Vec::new();
     for runc in &runcs {
-        descendants(&procs, *runc, &mut victims);
+        victims.extend(process::descendants_in(&procs, *runc));
     }
     // Deepest first (CRIU before runc), so runc sees CRIU die rather than the reverse.
     victims.reverse();
     victims.extend(runcs);
     for pid in &victims {
-        // SAFETY: plain kill(2) on a pid read from /proc just now.
-        unsafe { libc::kill(*pid, libc::SIGKILL) };
+        process::kill(*pid);
     }
     victims.len()
 }
@@ -40,40 +43,6 @@ fn is_runc_checkpoint(args: &[String], container_id: &str) -> bool {
     is_runc
         && args.iter().any(|a| a == "checkpoint")
         && args.last().is_some_and(|a| a == container_id)
-}
-
-struct Proc {
-    pid: i32,
-    ppid: i32,
-    args: Vec<String>,
-}
-
-fn processes() -> Vec<Proc> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| {
-        let pid: i32 = e.ok()?.file_name().to_str()?.parse().ok()?;
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        // The command name is in parentheses and may hold spaces: parse after the last ')'.
-        let after = &stat[stat.rfind(')')? + 2..];
-        let ppid = after.split(' ').nth(1)?.parse().ok()?;
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-        let args = cmdline
-            .split(|b| *b == 0)
-            .filter(|a| !a.is_empty())
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        Some(Proc { pid, ppid, args })
-    })
-    .collect()
-}
-
-fn descendants(procs: &[Proc], parent: i32, out: &mut Vec<i32>) {
-    for p in procs.iter().filter(|p| p.ppid == parent) {
-        out.push(p.pid);
-        descendants(procs, p.pid, out);
-    }
 }
 
 /// Resumes the task if it is paused (a killed CRIU leaves its cgroup frozen). Tries for a

@@ -12,8 +12,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
-/// Marks the temporary files of this shim: `.<name>.ckpt-shim-tmp-<pid>-<n>`.
-pub const TEMP_MARK: &str = ".ckpt-shim-tmp-";
+pub use ckpt_format::atomic::{sync_dir, temp_path, TEMP_MARK};
 
 /// Why writing stopped, when it was not the file system's fault.
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +149,8 @@ impl Writeback {
     }
 
     /// `n` more bytes were written at the end of the file.
+    // nix 0.30 has no sync_file_range: the one libc call left in this file.
+    #[allow(unsafe_code)]
     fn advanced(&mut self, n: u64) {
         use std::os::fd::AsRawFd;
         self.written += n;
@@ -216,17 +217,6 @@ pub struct ArchiveWriter {
     location: PathBuf,
     tar: Option<tar::Builder<Hashing<BufWriter<Writeback>>>>,
     mtime: u64,
-}
-
-/// A temporary name in the same directory as `location`, so the rename is atomic.
-pub fn temp_path(location: &Path) -> PathBuf {
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let name = location
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    location.with_file_name(format!(".{name}{TEMP_MARK}{}-{n}", std::process::id()))
 }
 
 impl ArchiveWriter {
@@ -357,7 +347,7 @@ impl ArchiveWriter {
             drop(file);
             std::fs::rename(&self.temp, &self.location)?;
             Ok(Written {
-                sha256: hex(&hashing.hasher.finalize()),
+                sha256: hex::encode(hashing.hasher.finalize()),
                 size: hashing.size,
             })
         })();
@@ -407,22 +397,10 @@ impl<R: Read> Read for Exact<R> {
     }
 }
 
-/// fsync of the directory holding `path`, so a rename survives a power cut.
-pub fn sync_dir(path: &Path) {
-    if let Some(dir) = path.parent() {
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-}
-
+/// Lower-case hex, by the `hex` crate; kept under this name for `native.rs` until it calls
+/// `hex::encode` itself.
 pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
+    hex::encode(bytes)
 }
 
 /// What a writing error means for the caller: which gRPC code and why.
@@ -458,7 +436,7 @@ mod tests {
         let written = w.finish().unwrap();
         let data = std::fs::read(&loc).unwrap();
         assert_eq!(written.size, data.len() as u64);
-        assert_eq!(written.sha256, hex(&Sha256::digest(&data)));
+        assert_eq!(written.sha256, hex::encode(Sha256::digest(&data)));
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&loc).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);

@@ -4,18 +4,21 @@
 //! location (containerd: `O_RDWR|O_CREATE`) and its sequential writes work on a FIFO as on a
 //! file, so nothing is read twice.
 
-use std::ffi::CString;
+#![forbid(unsafe_code)]
+
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::sys::stat::Mode;
 use sha2::{Digest, Sha256};
 
-use super::archive_writer::{hex, HashThread, Seen, Writeback, Written};
+use super::archive_writer::{HashThread, Seen, Writeback, Written};
+use crate::archive::dump_log::DumpLogScan;
 
 /// What came through the FIFO.
 pub struct Captured {
@@ -41,11 +44,7 @@ impl Capture {
     /// Makes the FIFO (0600) and starts draining it. `limit` (0: none) bounds the archive;
     /// past it the bytes are still drained, so the runtime never blocks, but the capture fails.
     pub fn start(fifo: PathBuf, out: PathBuf, limit: u64) -> io::Result<Capture> {
-        let c = CString::new(fifo.as_os_str().as_bytes()).map_err(io::Error::other)?;
-        // SAFETY: a NUL-terminated path.
-        if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600))?;
         let opened = (|| {
             // Non-blocking so this open does not wait for a writer; reads block again below.
             let pipe = OpenOptions::new()
@@ -138,135 +137,18 @@ pub fn drain_orphan(fifo: PathBuf) {
 }
 
 fn set_blocking(file: &File) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let fd = file.as_raw_fd();
-    // SAFETY: fcntl on a descriptor this function's caller owns.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let flags = OFlag::from_bits_retain(fcntl(file, FcntlArg::F_GETFL)?);
+    fcntl(file, FcntlArg::F_SETFL(flags - OFlag::O_NONBLOCK))?;
     Ok(())
 }
 
 /// The FIFO's buffer, when the kernel allows it: fewer, larger writes for the runtime.
 const PIPE_BYTES: i32 = 4 << 20;
 
-/// Finds `dump.log` in a tar stream fed in pieces, to read CRIU's version from its start.
-/// Only the 512-byte headers and the first 4 KiB of `dump.log` are looked at; every other
-/// byte is skipped by count, never copied.
-#[derive(Default)]
-struct DumpLogScan {
-    header: Vec<u8>,
-    /// Data bytes (with padding) of the current member still to pass.
-    skip: u64,
-    /// The start of dump.log being collected, and how many of its bytes are still wanted.
-    log: Option<(Vec<u8>, usize)>,
-    done: bool,
-    version: Option<String>,
-}
-
-impl DumpLogScan {
-    const WANT: usize = 4096;
-
-    fn feed(&mut self, mut data: &[u8]) {
-        while !data.is_empty() && !self.done {
-            if self.skip > 0 {
-                let n = (self.skip.min(data.len() as u64)) as usize;
-                if let Some((log, wanted)) = &mut self.log {
-                    let take = n.min(*wanted);
-                    log.extend_from_slice(&data[..take]);
-                    *wanted -= take;
-                    if *wanted == 0 {
-                        let log = self.log.take().map(|(l, _)| l).unwrap_or_default();
-                        self.version =
-                            super::sidecar::criu_version_from_log(&String::from_utf8_lossy(&log));
-                        self.done = true;
-                    }
-                }
-                self.skip -= n as u64;
-                data = &data[n..];
-                continue;
-            }
-            let n = (512 - self.header.len()).min(data.len());
-            self.header.extend_from_slice(&data[..n]);
-            data = &data[n..];
-            if self.header.len() == 512 {
-                let header = std::mem::take(&mut self.header);
-                self.start_member(&header);
-            }
-        }
-    }
-
-    /// A complete header: what follows it, and whether it is dump.log.
-    fn start_member(&mut self, h: &[u8]) {
-        let padded = tar_size(h)
-            .filter(|_| tar_checksum_ok(h))
-            .and_then(|size| Some((size, size.checked_next_multiple_of(512)?)));
-        let Some((size, padded)) = padded else {
-            // The end of the archive, or not a tar: nothing more to find.
-            self.done = true;
-            return;
-        };
-        self.skip = padded;
-        let name = &h[..100];
-        let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(100)];
-        let regular = matches!(h[156], b'0' | 0);
-        if regular && matches!(name, b"dump.log" | b"./dump.log") {
-            let wanted = (size as usize).min(Self::WANT);
-            self.log = Some((Vec::with_capacity(wanted), wanted));
-            if wanted == 0 {
-                self.done = true;
-            }
-        }
-    }
-
-    fn end(self) -> Option<String> {
-        match (self.version, self.log) {
-            (Some(v), _) => Some(v),
-            // dump.log was cut short: what came is used.
-            (None, Some((log, _))) => {
-                super::sidecar::criu_version_from_log(&String::from_utf8_lossy(&log))
-            }
-            (None, None) => None,
-        }
-    }
-}
-
 impl Seen for DumpLogScan {
     fn seen(&mut self, chunk: &[u8]) {
         self.feed(chunk);
     }
-}
-
-/// A member's size: octal, or base-256 (GNU) when the first byte has its top bit set.
-fn tar_size(h: &[u8]) -> Option<u64> {
-    let field = &h[124..136];
-    if field[0] & 0x80 != 0 {
-        return field[1..]
-            .iter()
-            .try_fold(0u64, |acc, &b| acc.checked_mul(256)?.checked_add(b as u64));
-    }
-    let text = std::str::from_utf8(field).ok()?;
-    let text = text.trim_matches(|c: char| c == '\0' || c == ' ');
-    u64::from_str_radix(text, 8).ok()
-}
-
-/// The header checksum: the byte sum with the checksum field taken as spaces.
-fn tar_checksum_ok(h: &[u8]) -> bool {
-    let sum: u64 = h
-        .iter()
-        .enumerate()
-        .map(|(i, &b)| {
-            if (148..156).contains(&i) {
-                32
-            } else {
-                b as u64
-            }
-        })
-        .sum();
-    let text = String::from_utf8_lossy(&h[148..156]);
-    let text = text.trim_matches(|c: char| c == '\0' || c == ' ');
-    u64::from_str_radix(text, 8).is_ok_and(|c| c == sum)
 }
 
 /// Reads the pipe to its end. Each chunk goes to the file here and to a second thread that
@@ -281,14 +163,11 @@ fn drain(
     out: PathBuf,
     abandoned: &AtomicBool,
 ) -> io::Result<Captured> {
-    {
-        use std::os::fd::AsRawFd;
-        // Above /proc/sys/fs/pipe-max-size (1 MiB by default) only with CAP_SYS_RESOURCE.
-        for bytes in [PIPE_BYTES, 1 << 20] {
-            // SAFETY: fcntl on a descriptor this function owns; a failure keeps the size.
-            if unsafe { libc::fcntl(pipe.as_raw_fd(), libc::F_SETPIPE_SZ, bytes) } >= 0 {
-                break;
-            }
+    // Above /proc/sys/fs/pipe-max-size (1 MiB by default) only with CAP_SYS_RESOURCE; a
+    // failure keeps the size.
+    for bytes in [PIPE_BYTES, 1 << 20] {
+        if fcntl(&pipe, FcntlArg::F_SETPIPE_SZ(bytes)).is_ok() {
+            break;
         }
     }
     let mut hash = HashThread::start(Sha256::new(), DumpLogScan::default())?;
@@ -327,7 +206,7 @@ fn drain(
         return Err(e);
     }
     let (hasher, scan) = hash.finish()?;
-    let (sha256, criu_version) = (hex(&hasher.finalize()), scan.end());
+    let (sha256, criu_version) = (hex::encode(hasher.finalize()), scan.end());
     file.into_inner().sync_all()?;
     if size == 0 {
         return Err(io::Error::other("the runtime wrote nothing to the archive"));
@@ -374,7 +253,7 @@ mod tests {
         let bytes = writer.join().unwrap();
         let got = capture.finish().unwrap();
         assert_eq!(got.written.size, bytes.len() as u64);
-        assert_eq!(got.written.sha256, hex(&Sha256::digest(&bytes)));
+        assert_eq!(got.written.sha256, hex::encode(Sha256::digest(&bytes)));
         assert_eq!(std::fs::read(&out).unwrap(), bytes);
         assert_eq!(got.criu_version.as_deref(), Some("4.2.1"));
         assert!(!fifo.exists());
@@ -393,33 +272,6 @@ mod tests {
         assert!(capture.finish().is_err());
         assert!(!out.exists());
         let _ = std::fs::remove_dir_all(dir);
-    }
-
-    #[test]
-    fn dump_log_is_found_in_any_split_of_the_stream() {
-        let mut tar = tar::Builder::new(Vec::new());
-        let mut add = |name: &str, data: &[u8]| {
-            let mut h = tar::Header::new_gnu();
-            h.set_size(data.len() as u64);
-            tar.append_data(&mut h, name, data).unwrap();
-        };
-        add("checkpoint/pages-1.img", &vec![9u8; 70_001]);
-        // A name longer than the header holds: a GNU long-name member comes first.
-        add(&format!("checkpoint/{}", "x".repeat(150)), b"long");
-        add(
-            "dump.log",
-            b"(00.000000) Unable to get $HOME directory\n(00.000001) Version: 4.2.1 (gitid 0)\n",
-        );
-        add("stats-dump", b"s");
-        let bytes = tar.into_inner().unwrap();
-        for piece in [1, 7, 511, 512, 513, 4096, 1 << 20] {
-            let mut scan = DumpLogScan::default();
-            bytes.chunks(piece).for_each(|c| scan.feed(c));
-            assert_eq!(scan.end().as_deref(), Some("4.2.1"), "pieces of {piece}");
-        }
-        let mut scan = DumpLogScan::default();
-        scan.feed(&[0x55u8; 2048]);
-        assert_eq!(scan.end(), None);
     }
 
     #[test]
@@ -446,8 +298,7 @@ mod tests {
     fn a_dead_runs_fifo_is_drained_so_the_runtime_finishes() {
         let dir = tempfile_dir();
         let fifo = dir.join(".a.tar.ckpt-shim-tmp-1-0");
-        let c = CString::new(fifo.as_os_str().as_bytes()).unwrap();
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600)).unwrap();
         // The runtime opens read-write, as containerd does, so it never sees a missing reader.
         let mut w = OpenOptions::new()
             .read(true)

@@ -3,10 +3,18 @@
 //! container keeps running), collects the writable layer's changes, and streams everything
 //! into the archive in the layout checkpointctl and containerd 2.1's restore read.
 
+#![forbid(unsafe_code)]
+
 use std::io::Read;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
+
+use ckpt_format::dump_log;
+use ckpt_format::members::{
+    self, CHECKPOINT_DIR, CONFIG_DUMP, CONTAINER_LOG, DELETED_FILES, DUMP_LOG, ROOTFS_DIFF,
+    SPEC_DUMP, STATS_DUMP, STATUS_DUMP,
+};
 
 use super::archive_writer::{classify, ArchiveWriter, Written};
 use super::location::Location;
@@ -151,11 +159,11 @@ pub async fn run(
             Status::new(code, why)
         };
         let mut w = ArchiveWriter::create(&path, limit, deadline).map_err(fail)?;
-        w.add_bytes("config.dump", &config_dump).map_err(fail)?;
-        w.add_bytes("spec.dump", &spec).map_err(fail)?;
-        w.add_bytes("status.dump", &status_dump).map_err(fail)?;
+        w.add_bytes(CONFIG_DUMP, &config_dump).map_err(fail)?;
+        w.add_bytes(SPEC_DUMP, &spec).map_err(fail)?;
+        w.add_bytes(STATUS_DUMP, &status_dump).map_err(fail)?;
         if let Some(upper) = upper {
-            let diff_tar = work.join("rootfs-diff.tar");
+            let diff_tar = work.join(ROOTFS_DIFF);
             let diff = rootfs::write_diff(&upper, &diff_tar).map_err(|e| {
                 Status::internal(format!(
                     "cannot collect the writable layer {}: {e}",
@@ -167,27 +175,26 @@ pub async fn run(
             }
             if !diff.deleted.is_empty() {
                 let list = serde_json::to_vec(&diff.deleted).unwrap_or_default();
-                w.add_bytes("deleted.files", &list).map_err(fail)?;
+                w.add_bytes(DELETED_FILES, &list).map_err(fail)?;
             }
-            w.add_file("rootfs-diff.tar", &diff_tar).map_err(fail)?;
+            w.add_file(ROOTFS_DIFF, &diff_tar).map_err(fail)?;
         }
-        let dump_log = criu_work.join("dump.log");
-        let criu_version =
-            read_head(&dump_log).and_then(|h| super::sidecar::criu_version_from_log(&h));
+        let dump_log = criu_work.join(DUMP_LOG);
+        let criu_version = read_head(&dump_log).and_then(|h| dump_log::criu_version_in(&h));
         if dump_log.exists() {
-            w.add_file("dump.log", &dump_log).map_err(fail)?;
+            w.add_file(DUMP_LOG, &dump_log).map_err(fail)?;
         }
         // CRIU writes its statistics to the work directory (runc's work path).
-        if let Some(stats) = [criu_work.join("stats-dump"), images.join("stats-dump")]
+        if let Some(stats) = [criu_work.join(STATS_DUMP), images.join(STATS_DUMP)]
             .into_iter()
             .find(|p| p.exists())
         {
-            w.add_file("stats-dump", &stats).map_err(fail)?;
+            w.add_file(STATS_DUMP, &stats).map_err(fail)?;
         }
         if log_path.is_file() {
-            w.add_file("container.log", &log_path).map_err(fail)?;
+            w.add_file(CONTAINER_LOG, &log_path).map_err(fail)?;
         }
-        w.add_dir("checkpoint").map_err(fail)?;
+        w.add_dir(CHECKPOINT_DIR).map_err(fail)?;
         let mut files: Vec<_> = std::fs::read_dir(&images)
             .and_then(|d| d.collect::<Result<Vec<_>, _>>())
             .map_err(|e| Status::internal(format!("cannot list the CRIU images: {e}")))?;
@@ -195,10 +202,10 @@ pub async fn run(
         for f in files {
             let name = f.file_name();
             let name = name.to_string_lossy();
-            if name == "stats-dump" {
+            if name == STATS_DUMP {
                 continue;
             }
-            w.add_image(&format!("checkpoint/{name}"), &f.path())
+            w.add_image(&members::image(&name), &f.path())
                 .map_err(fail)?;
         }
         let written = w.finish().map_err(fail)?;
@@ -214,10 +221,11 @@ pub async fn run(
     written
 }
 
-fn read_head(path: &Path) -> Option<String> {
-    let mut buf = vec![0u8; 4096];
+fn read_head(path: &Path) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; dump_log::HEAD_BYTES];
     let n = std::fs::File::open(path).ok()?.read(&mut buf).ok()?;
-    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    buf.truncate(n);
+    Some(buf)
 }
 
 /// INTERNAL with the last error lines of CRIU's log, the log kept for debugging.
@@ -227,7 +235,7 @@ fn criu_failure(
     staging: &Staging,
     err: &tonic::Status,
 ) -> Status {
-    let log = staging.criu_work().join("dump.log");
+    let log = staging.criu_work().join(DUMP_LOG);
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     let tail = last_errors(&text, 8);
     let kept = keep_log(settings, target, &log);

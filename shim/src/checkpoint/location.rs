@@ -1,8 +1,10 @@
 //! Where kubelet asked the archive to go, checked before any work is done.
 
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
+#![forbid(unsafe_code)]
+
 use std::path::{Component, Path, PathBuf};
+
+use nix::unistd::{access, AccessFlags};
 
 use crate::grpc::{Code, Status};
 
@@ -52,12 +54,11 @@ pub fn validate(location: &str, allowed_dirs: &[PathBuf]) -> Result<Location, St
                 .join(", ")
         )));
     }
-    let c = CString::new(parent.as_os_str().as_bytes()).map_err(|_| bad("contains NUL".into()))?;
-    // SAFETY: a NUL-terminated path.
-    if unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
+    // (A path with a NUL never gets here: canonicalize above refuses it.)
+    if let Err(e) = access(parent.as_path(), AccessFlags::W_OK | AccessFlags::X_OK) {
         return Err(bad(format!(
             "its directory is not writable: {}",
-            std::io::Error::last_os_error()
+            std::io::Error::from(e)
         )));
     }
     let path = parent.join(name);

@@ -1,35 +1,38 @@
 //! The JSON members that describe the container: `config.dump` (checkpointctl's container
-//! config), `status.dump` (CRI ContainerStatus as containerd 2.1 writes and reads it).
+//! config, its format in `ckpt_format::config_dump`), `status.dump` (CRI ContainerStatus as
+//! containerd 2.1 writes and reads it).
+
+#![forbid(unsafe_code)]
 
 use std::time::SystemTime;
 
+use ckpt_format::config_dump::{ConfigDump, GO_ZERO_TIME};
+use ckpt_format::spec_dump::keys;
 use serde_json::{json, Map, Value};
 
 use super::Target;
 use crate::timefmt::{from_unix_nanos, rfc3339};
 
-/// The zero time as Go prints it: restore fields of a checkpoint never restored.
-const GO_ZERO_TIME: &str = "0001-01-01T00:00:00Z";
-
+/// `config.dump` of a checkpoint the shim makes.
 pub fn config_dump(target: &Target, runtime: &str, checkpointed: SystemTime) -> Vec<u8> {
     let image_name = target
         .annotations_spec
-        .get("io.kubernetes.cri.image-name")
+        .get(keys::IMAGE_NAME)
         .cloned()
         .unwrap_or_else(|| target.image.clone());
-    let value = json!({
-        "id": target.id,
-        "name": target.full_name(),
-        "rootfsImage": target.image,
-        "rootfsImageRef": target.image_ref,
-        "rootfsImageName": image_name,
-        "runtime": runtime,
-        "createdTime": rfc3339(from_unix_nanos(target.status.created_at)),
-        "checkpointedTime": rfc3339(checkpointed),
-        "restoredTime": GO_ZERO_TIME,
-        "restored": false,
-    });
-    serde_json::to_vec(&value).unwrap_or_default()
+    ConfigDump {
+        id: target.id.clone(),
+        name: target.full_name(),
+        rootfs_image: target.image.clone(),
+        rootfs_image_ref: target.image_ref.clone(),
+        rootfs_image_name: image_name,
+        runtime: runtime.to_owned(),
+        created_time: rfc3339(from_unix_nanos(target.status.created_at)),
+        checkpointed_time: rfc3339(checkpointed),
+        restored_time: GO_ZERO_TIME.to_owned(),
+        restored: false,
+    }
+    .to_vec()
 }
 
 /// CRI ContainerStatus with the protobuf field names and Go's omit-empty rule, which is

@@ -104,6 +104,8 @@ fn append_special(
     tar.append_data(&mut header, name, io::empty())
 }
 
+// nix 0.30 has no xattr calls: lgetxattr is the one libc call left in this file.
+#[allow(unsafe_code)]
 fn is_opaque(dir: &Path) -> bool {
     let Ok(path) = CString::new(dir.as_os_str().as_bytes()) else {
         return false;
@@ -137,9 +139,14 @@ mod tests {
         std::fs::create_dir_all(upper.join("etc")).unwrap();
         std::fs::write(upper.join("etc/new"), b"x").unwrap();
         std::os::unix::fs::symlink("new", upper.join("etc/link")).unwrap();
-        let gone = CString::new(upper.join("etc/gone").as_os_str().as_bytes()).unwrap();
-        // SAFETY: valid path; a 0/0 character device is overlayfs's whiteout.
-        let made = unsafe { libc::mknod(gone.as_ptr(), libc::S_IFCHR | 0o600, 0) } == 0;
+        // A 0/0 character device is overlayfs's whiteout (only root may make one).
+        let made = nix::sys::stat::mknod(
+            &upper.join("etc/gone"),
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+            0,
+        )
+        .is_ok();
         let out = dir.join("diff.tar");
         let diff = write_diff(&upper, &out).unwrap();
         let mut names: Vec<String> = tar::Archive::new(File::open(&out).unwrap())
@@ -165,9 +172,11 @@ mod tests {
         let upper = dir.join("upper");
         std::fs::create_dir_all(upper.join("tmp")).unwrap();
         std::os::unix::fs::symlink("/etc/passwd", upper.join("tmp/abs")).unwrap();
-        let fifo = CString::new(upper.join("tmp/fifo").as_os_str().as_bytes()).unwrap();
-        // SAFETY: valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        nix::unistd::mkfifo(
+            &upper.join("tmp/fifo"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
         let out = dir.join("diff.tar");
         write_diff(&upper, &out).unwrap();
         let mut names: Vec<String> = tar::Archive::new(File::open(&out).unwrap())

@@ -117,7 +117,7 @@ pub fn sha256_digest(data: &[u8]) -> String {
 }
 
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 /// The hex part of a `sha256:` digest, checked (it names files and URLs).

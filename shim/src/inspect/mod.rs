@@ -22,11 +22,12 @@ pub enum Format {
 
 /// Lets `ckpt-shim inspect ... | head` end quietly: the default SIGPIPE action instead of
 /// Rust's ignore-and-panic-on-EPIPE. Only the one-shot commands call this, never `serve`.
+/// nix's `signal` is unsafe too (a handler could be any function); SIG_DFL is none.
+#[allow(unsafe_code)]
 pub fn default_sigpipe() {
-    // SAFETY: setting a signal disposition to SIG_DFL has no memory-safety preconditions.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: the default disposition runs no code of this program.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
 }
 
 /// Prints an error the way every command does and returns the failure code.

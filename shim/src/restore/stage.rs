@@ -11,11 +11,16 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use serde::Deserialize;
+use ckpt_format::members::{
+    self, BIND_MOUNTS, CONFIG_DUMP, DELETED_FILES, DUMP_LOG, INVENTORY, NETWORK_STATUS,
+    ROOTFS_DIFF, SPEC_DUMP, STATS_DUMP, STATUS_DUMP,
+};
+use ckpt_format::plan::IMAGES_DIR;
+use ckpt_format::spec_dump::{keys, Spec};
+use ckpt_shim_runc::rootfs;
 use sha2::{Digest, Sha256};
 
-use super::plan::IMAGES_DIR;
-use crate::archive::{members, source, Compression, MAX_LOADED_MEMBER};
+use crate::archive::{source, Compression, MAX_LOADED_MEMBER};
 
 /// Bounds on what an archive may make the shim write.
 #[derive(Debug, Clone, Copy)]
@@ -24,23 +29,8 @@ pub struct Limits {
     pub max_total_bytes: u64,
 }
 
-/// `config.dump` as every engine writes it (checkpointctl's field names).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ConfigDump {
-    #[serde(default)]
-    pub id: String,
-    #[serde(default)]
-    pub name: String,
-    #[serde(default)]
-    pub rootfs_image: String,
-    #[serde(default)]
-    pub rootfs_image_ref: String,
-    #[serde(default)]
-    pub rootfs_image_name: String,
-    #[serde(default)]
-    pub runtime: String,
-}
+/// `config.dump` as every engine writes it (kept under this path for the restore).
+pub use ckpt_format::config_dump::ConfigDump;
 
 /// What a staged checkpoint is.
 #[derive(Debug, Clone)]
@@ -48,52 +38,41 @@ pub struct Staged {
     pub sha256: String,
     pub size: u64,
     pub config: ConfigDump,
-    pub spec: serde_json::Value,
+    pub spec: Spec,
     pub has_status: bool,
     /// A non-empty `deleted.files` (CRI-O's and the shim's layout).
     pub has_deleted_files: bool,
-    pub rootfs: Option<super::rootfs::Summary>,
+    pub rootfs: Option<rootfs::Summary>,
     /// Members a restore does not use (volumes/, devshm-checkpoint.tar...).
     pub skipped: Vec<String>,
 }
 
 impl Staged {
     fn annotation(&self, keys: &[&str]) -> String {
-        let a = &self.spec["annotations"];
+        // The first key present decides, even when empty (as before the typed spec).
         keys.iter()
-            .find_map(|k| a[*k].as_str())
+            .find_map(|k| self.spec.get(k))
             .unwrap_or_default()
             .to_owned()
     }
 
     /// The pod namespace the checkpointed container ran in (containerd's or CRI-O's key).
     pub fn namespace(&self) -> String {
-        self.annotation(&[
-            "io.kubernetes.cri.sandbox-namespace",
-            "io.kubernetes.pod.namespace",
-        ])
+        self.annotation(keys::NAMESPACE)
     }
 
     pub fn container_name(&self) -> String {
-        self.annotation(&[
-            "io.kubernetes.cri.container-name",
-            "io.kubernetes.container.name",
-        ])
+        self.annotation(keys::CONTAINER_NAME)
     }
 
     pub fn pod_name(&self) -> String {
-        self.annotation(&["io.kubernetes.cri.sandbox-name", "io.kubernetes.pod.name"])
+        self.annotation(keys::POD_NAME)
     }
 
     /// The base image to create the container from: a pullable NAME@DIGEST or name, else
     /// the image id.
     pub fn base_image(&self) -> String {
-        let c = &self.config;
-        [&c.rootfs_image_name, &c.rootfs_image, &c.rootfs_image_ref]
-            .into_iter()
-            .find(|s| !s.is_empty())
-            .cloned()
-            .unwrap_or_default()
+        self.config.base_image()
     }
 
     /// Bind-mount destinations of the checkpointed container that the runtime did not
@@ -106,19 +85,11 @@ impl Staged {
             "/dev/shm",
             "/dev/termination-log",
         ];
-        let Some(mounts) = self.spec["mounts"].as_array() else {
-            return Vec::new();
-        };
-        mounts
+        self.spec
+            .mounts
             .iter()
-            .filter(|m| {
-                m["type"].as_str() == Some("bind")
-                    || m["options"].as_array().is_some_and(|o| {
-                        o.iter()
-                            .any(|x| x.as_str() == Some("rbind") || x.as_str() == Some("bind"))
-                    })
-            })
-            .filter_map(|m| m["destination"].as_str())
+            .filter(|m| m.is_bind())
+            .filter_map(|m| m.destination.as_deref())
             .filter(|d| !RUNTIME_OWNED.contains(d))
             .map(str::to_owned)
             .collect()
@@ -178,8 +149,8 @@ pub fn stage(archive: &Path, dest: &Path, limits: &Limits) -> Result<Staged, Str
     let (hasher, size) = std::mem::take(&mut *state.lock().map_err(|_| "hash state poisoned")?);
     staged.sha256 = format!("{:x}", hasher.finalize());
     staged.size = size;
-    if let Some(diff) = Some(dest.join("rootfs-diff.tar")).filter(|p| p.exists()) {
-        staged.rootfs = Some(super::rootfs::check(&diff, limits.max_member_bytes)?);
+    if let Some(diff) = Some(dest.join(ROOTFS_DIFF)).filter(|p| p.exists()) {
+        staged.rootfs = Some(rootfs::check(&diff, limits.max_member_bytes)?);
     }
     Ok(staged)
 }
@@ -250,8 +221,8 @@ fn stage_plain(archive: &Path, file: File, dest: &Path, limits: &Limits) -> Resu
     if identity(&source).map_err(|e| format!("{shown}: {e}"))? != before {
         return Err(format!("{shown} changed while it was being read"));
     }
-    if let Some(diff) = Some(dest.join("rootfs-diff.tar")).filter(|p| p.exists()) {
-        staged.rootfs = Some(super::rootfs::check(&diff, limits.max_member_bytes)?);
+    if let Some(diff) = Some(dest.join(ROOTFS_DIFF)).filter(|p| p.exists()) {
+        staged.rootfs = Some(rootfs::check(&diff, limits.max_member_bytes)?);
     }
     Ok(staged)
 }
@@ -275,18 +246,18 @@ fn copy_range(from: &File, offset: u64, len: u64, to: &File) -> io::Result<u64> 
 
 /// Files a restore uses, at the archive's top level.
 const TOP_LEVEL: &[&str] = &[
-    "config.dump",
-    "spec.dump",
-    "status.dump",
-    "deleted.files",
-    "rootfs-diff.tar",
-    "bind.mounts",
-    "network.status",
-    "dump.log",
-    "stats-dump",
+    CONFIG_DUMP,
+    SPEC_DUMP,
+    STATUS_DUMP,
+    DELETED_FILES,
+    ROOTFS_DIFF,
+    BIND_MOUNTS,
+    NETWORK_STATUS,
+    DUMP_LOG,
+    STATS_DUMP,
 ];
 /// Members parsed as JSON before a restore goes on.
-const JSON: &[&str] = &["config.dump", "spec.dump", "status.dump", "deleted.files"];
+const JSON: &[&str] = &[CONFIG_DUMP, SPEC_DUMP, STATUS_DUMP, DELETED_FILES];
 
 fn unpack(reader: impl Read, dest: &Path, limits: &Limits) -> Result<Staged, String> {
     let mut archive = tar::Archive::new(reader);
@@ -370,7 +341,7 @@ fn unpack_entries<R: Read>(
         }
         out.flush().map_err(|e| format!("staging {name}: {e}"))?;
     }
-    for required in ["config.dump", "spec.dump", "checkpoint/inventory.img"] {
+    for required in [CONFIG_DUMP, SPEC_DUMP, INVENTORY] {
         if !seen.contains(required) {
             return Err(format!("not a checkpoint archive: it has no {required}"));
         }
@@ -384,28 +355,29 @@ fn unpack_entries<R: Read>(
             .map(Some)
             .map_err(|e| format!("member {name:?} is not valid JSON: {e}"))
     };
-    let config: ConfigDump = serde_json::from_value(read_json("config.dump")?.unwrap_or_default())
-        .map_err(|e| format!("member \"config.dump\": {e}"))?;
-    let spec = read_json("spec.dump")?.unwrap_or_default();
+    let config = ConfigDump::from_value(read_json(CONFIG_DUMP)?.unwrap_or_default())
+        .map_err(|e| format!("member {CONFIG_DUMP:?}: {e}"))?;
+    let spec = read_json(SPEC_DUMP)?.unwrap_or_default();
     if !spec.is_object() {
-        return Err("member \"spec.dump\" is not a JSON object".into());
+        return Err(format!("member {SPEC_DUMP:?} is not a JSON object"));
     }
-    if let Some(status) = read_json("status.dump")? {
+    let spec = Spec::from_value(spec);
+    if let Some(status) = read_json(STATUS_DUMP)? {
         if !status.is_object() {
-            return Err("member \"status.dump\" is not a JSON object".into());
+            return Err(format!("member {STATUS_DUMP:?} is not a JSON object"));
         }
     }
     let mut has_deleted_files = false;
-    if seen.contains("deleted.files") {
-        let bytes = std::fs::read(dest.join("deleted.files")).map_err(|e| e.to_string())?;
-        has_deleted_files = !super::rootfs::deleted_files(&bytes)?.is_empty();
+    if seen.contains(DELETED_FILES) {
+        let bytes = std::fs::read(dest.join(DELETED_FILES)).map_err(|e| e.to_string())?;
+        has_deleted_files = !rootfs::deleted_files(&bytes)?.is_empty();
     }
     Ok(Staged {
         sha256: String::new(),
         size: 0,
         config,
         spec,
-        has_status: seen.contains("status.dump"),
+        has_status: seen.contains(STATUS_DUMP),
         has_deleted_files,
         rootfs: None,
         skipped,
