@@ -9,6 +9,7 @@
 //! a plain file.
 
 pub mod members;
+pub mod metadata;
 pub mod pages;
 pub mod rootfs;
 pub mod source;

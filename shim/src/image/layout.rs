@@ -230,7 +230,7 @@ pub fn facts(archive: &Path) -> anyhow::Result<CheckpointFacts> {
             }
         );
     }
-    let c = crate::inspect::metadata::container(&cp);
+    let c = crate::archive::metadata::container(&cp);
     let container = c
         .name
         .clone()
@@ -242,7 +242,7 @@ pub fn facts(archive: &Path) -> anyhow::Result<CheckpointFacts> {
         namespace: c.namespace,
         base_image: c.image,
         base_image_ref: c.image_ref,
-        criu_version: crate::inspect::metadata::criu_version(&cp),
+        criu_version: crate::archive::metadata::criu_version(&cp),
         engine: c.engine,
         runtime: c.runtime,
         archive_sha256: String::new(),
