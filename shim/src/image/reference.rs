@@ -113,11 +113,6 @@ impl Reference {
         })
     }
 
-    /// `domain/repository` without tag or digest.
-    pub fn locator(&self) -> String {
-        format!("{}/{}", self.domain, self.repository)
-    }
-
     /// What a manifest PUT/GET names: the digest if there is one, else the tag.
     pub fn object(&self) -> &str {
         self.digest
