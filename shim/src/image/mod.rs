@@ -28,8 +28,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub use reference::Reference;
-pub use store::{checkpoint_image, CheckpointImage};
+pub use reference::{Reference, ReferenceError};
+pub use store::{checkpoint_image, CheckpointImage, StoreError};
 
 pub const MEDIA_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const MEDIA_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -119,13 +119,18 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A digest that is not `sha256:` and 64 lowercase hex digits.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a sha256 digest")]
+pub struct BadDigest(pub String);
+
 /// The hex part of a `sha256:` digest, checked (it names files and URLs).
-pub fn digest_hex(digest: &str) -> Result<&str, String> {
+pub fn digest_hex(digest: &str) -> Result<&str, BadDigest> {
     match digest.strip_prefix("sha256:") {
         Some(h) if h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) => {
             Ok(h)
         }
-        _ => Err(format!("{digest:?} is not a sha256 digest")),
+        _ => Err(BadDigest(digest.to_owned())),
     }
 }
 
