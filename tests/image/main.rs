@@ -227,7 +227,7 @@ async fn import_and_push_on_containerd_1_6() {
             .fetch_layer(&scratch.path().join("never"))
             .await
             .unwrap_err();
-        assert!(e.contains("has 2 layers"), "{e}");
+        assert!(e.to_string().contains("has 2 layers"), "{e}");
     }
 
     // --push, then CRI PullImage on the bed, and the pulled image is a checkpoint image.

@@ -10,6 +10,7 @@
 
 pub mod dump_log;
 pub mod members;
+pub mod metadata;
 pub mod pages;
 pub mod rootfs;
 pub mod source;

@@ -126,7 +126,7 @@ impl Drop for TempDir {
 }
 
 pub async fn build(mut args: BuildArgs) -> anyhow::Result<()> {
-    let name = Reference::parse(&args.image).map_err(anyhow::Error::msg)?;
+    let name = Reference::parse(&args.image)?;
     if name.digest.is_some() {
         bail!(
             "image name {:?}: give a tag, not a digest (the digest comes from the build)",
@@ -184,7 +184,6 @@ pub async fn build(mut args: BuildArgs) -> anyhow::Result<()> {
             &progress,
         )
         .await
-        .map_err(anyhow::Error::msg)
         .with_context(|| format!("importing into containerd at {}", socket.display()))?;
         progress.finish_and_clear();
         eprintln!(

@@ -18,7 +18,7 @@ use std::time::SystemTime;
 use anyhow::{bail, Context};
 use sha2::{Digest, Sha256};
 
-use super::{CheckpointFacts, Descriptor, Manifest, Platform, Reference};
+use super::{BadDigest, CheckpointFacts, Descriptor, Manifest, Platform, Reference};
 use crate::archive::source::{self, Compression};
 
 /// The image as built: where its layout is and its descriptors.
@@ -37,7 +37,7 @@ pub struct Built {
 }
 
 impl Built {
-    pub fn blob_path(&self, digest: &str) -> Result<PathBuf, String> {
+    pub fn blob_path(&self, digest: &str) -> Result<PathBuf, BadDigest> {
         blob_path(&self.dir, digest)
     }
 
@@ -47,7 +47,7 @@ impl Built {
     }
 }
 
-pub fn blob_path(dir: &Path, digest: &str) -> Result<PathBuf, String> {
+pub fn blob_path(dir: &Path, digest: &str) -> Result<PathBuf, BadDigest> {
     Ok(dir.join("blobs/sha256").join(super::digest_hex(digest)?))
 }
 
@@ -88,49 +88,62 @@ fn take(state: &Rc<RefCell<(Sha256, u64)>>) -> (String, u64) {
     )
 }
 
+/// Why a member of the archive cannot go into a checkpoint image.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MemberError {
+    #[error("member {0:?} is a symbolic link: a checkpoint image holds only regular files and directories")]
+    Symlink(String),
+    #[error(
+        "member {0:?} is a hard link: a checkpoint image holds only regular files and directories"
+    )]
+    HardLink(String),
+    #[error("member {name:?} is a {kind:?} entry: a checkpoint image holds only regular files and directories")]
+    Kind { name: String, kind: tar::EntryType },
+    #[error("member {0:?}: name is not UTF-8")]
+    NotUtf8(String),
+    #[error("member {0:?} has an absolute path")]
+    Absolute(String),
+    #[error("member {0:?} contains \"..\"")]
+    ParentDir(String),
+    #[error("member {0:?} has an empty name")]
+    Empty(String),
+}
+
 /// What a member of the archive becomes in the layer: its checked, normalised name, or
 /// `None` for entries that carry no file (the archive's own `./`, pax global headers).
-pub fn member_name(raw: &Path, kind: tar::EntryType) -> Result<Option<String>, String> {
-    let shown = raw.display();
+pub fn member_name(raw: &Path, kind: tar::EntryType) -> Result<Option<String>, MemberError> {
+    let shown = || raw.display().to_string();
     let dir = match kind {
         tar::EntryType::Regular => false,
         tar::EntryType::Directory => true,
         tar::EntryType::XGlobalHeader => return Ok(None),
-        tar::EntryType::Symlink => {
-            return Err(format!(
-                "member {shown:?} is a symbolic link: a checkpoint image holds only regular files and directories"
-            ))
-        }
-        tar::EntryType::Link => {
-            return Err(format!(
-                "member {shown:?} is a hard link: a checkpoint image holds only regular files and directories"
-            ))
-        }
+        tar::EntryType::Symlink => return Err(MemberError::Symlink(shown())),
+        tar::EntryType::Link => return Err(MemberError::HardLink(shown())),
         other => {
-            return Err(format!(
-                "member {shown:?} is a {other:?} entry: a checkpoint image holds only regular files and directories"
-            ))
+            return Err(MemberError::Kind {
+                name: shown(),
+                kind: other,
+            })
         }
     };
     let mut parts = Vec::new();
     for c in raw.components() {
         match c {
-            Component::Normal(p) => parts.push(
-                p.to_str()
-                    .ok_or_else(|| format!("member {shown:?}: name is not UTF-8"))?,
-            ),
+            Component::Normal(p) => {
+                parts.push(p.to_str().ok_or_else(|| MemberError::NotUtf8(shown()))?)
+            }
             Component::CurDir => {}
             Component::RootDir | Component::Prefix(_) => {
-                return Err(format!("member {shown:?} has an absolute path"))
+                return Err(MemberError::Absolute(shown()))
             }
-            Component::ParentDir => return Err(format!("member {shown:?} contains \"..\"")),
+            Component::ParentDir => return Err(MemberError::ParentDir(shown())),
         }
     }
     if parts.is_empty() {
         return if dir {
             Ok(None)
         } else {
-            Err(format!("member {shown:?} has an empty name"))
+            Err(MemberError::Empty(shown()))
         };
     }
     Ok(Some(parts.join("/")))
@@ -180,8 +193,8 @@ fn repack(
         let mut entry = entry.with_context(|| format!("{}: bad tar entry", archive.display()))?;
         let kind = entry.header().entry_type();
         let raw_name = entry.path()?.into_owned();
-        let Some(name) = member_name(&raw_name, kind)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", archive.display()))?
+        let Some(name) =
+            member_name(&raw_name, kind).with_context(|| archive.display().to_string())?
         else {
             continue;
         };
@@ -230,7 +243,7 @@ pub fn facts(archive: &Path) -> anyhow::Result<CheckpointFacts> {
             }
         );
     }
-    let c = crate::inspect::metadata::container(&cp);
+    let c = crate::archive::metadata::container(&cp);
     let container = c
         .name
         .clone()
@@ -242,7 +255,7 @@ pub fn facts(archive: &Path) -> anyhow::Result<CheckpointFacts> {
         namespace: c.namespace,
         base_image: c.image,
         base_image_ref: c.image_ref,
-        criu_version: crate::inspect::metadata::criu_version(&cp),
+        criu_version: crate::archive::metadata::criu_version(&cp),
         engine: c.engine,
         runtime: c.runtime,
         archive_sha256: String::new(),
@@ -254,7 +267,7 @@ pub fn facts(archive: &Path) -> anyhow::Result<CheckpointFacts> {
 
 fn write_blob(dir: &Path, media_type: &str, data: &[u8]) -> anyhow::Result<Descriptor> {
     let digest = super::sha256_digest(data);
-    let path = blob_path(dir, &digest).map_err(anyhow::Error::msg)?;
+    let path = blob_path(dir, &digest)?;
     std::fs::write(&path, data)?;
     Ok(Descriptor {
         media_type: media_type.into(),
@@ -333,10 +346,7 @@ fn build_into(
     file.sync_all()?;
     drop(file);
     let (layer_digest, layer_size) = take(&state);
-    std::fs::rename(
-        &layer_tmp,
-        blob_path(dir, &layer_digest).map_err(anyhow::Error::msg)?,
-    )?;
+    std::fs::rename(&layer_tmp, blob_path(dir, &layer_digest)?)?;
 
     facts.archive_sha256 = archive_digest
         .strip_prefix("sha256:")
@@ -698,7 +708,7 @@ mod tests {
             ("fifo", T::Fifo, "Fifo"),
             ("./", T::Regular, "empty name"),
         ] {
-            let e = ok(p, k).unwrap_err();
+            let e = ok(p, k).unwrap_err().to_string();
             assert!(e.contains(why), "{p}: {e}");
         }
     }

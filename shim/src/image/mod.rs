@@ -17,6 +17,12 @@
 //! hashing while it writes; `store` imports it into containerd's content and image stores
 //! and finds checkpoint images there for the restore path; `push` sends it to a registry
 //! through the distribution API; `command` is `ckpt-shim image build`.
+//!
+//! Own types, not `oci-spec`/`oci-client` (measured, see the commit that says so): oci-spec
+//! serialises annotations from a `HashMap`, so the same manifest gets a different digest in
+//! each process and a build would not be reproducible; its `Reference` accepts names that
+//! containerd refuses (`Upper/case`); oci-client brings a second TLS stack (aws-lc) and a
+//! second HTTP client beside the hyper-rustls one the shim already has.
 
 pub mod command;
 pub mod layout;
@@ -28,15 +34,14 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub use reference::Reference;
-pub use store::{checkpoint_image, CheckpointImage};
+pub use reference::{Reference, ReferenceError};
+pub use store::{checkpoint_image, CheckpointImage, StoreError};
 
 pub const MEDIA_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const MEDIA_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const MEDIA_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub const MEDIA_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
 pub const MEDIA_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-pub const MEDIA_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 
 /// CRI-O's checkpoint image annotation (on the manifest).
 pub const CRIO_NAME: &str = "io.kubernetes.cri-o.annotations.checkpoint.name";
@@ -120,13 +125,18 @@ pub fn hex(bytes: &[u8]) -> String {
     hex::encode(bytes)
 }
 
+/// A digest that is not `sha256:` and 64 lowercase hex digits.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a sha256 digest")]
+pub struct BadDigest(pub String);
+
 /// The hex part of a `sha256:` digest, checked (it names files and URLs).
-pub fn digest_hex(digest: &str) -> Result<&str, String> {
+pub fn digest_hex(digest: &str) -> Result<&str, BadDigest> {
     match digest.strip_prefix("sha256:") {
         Some(h) if h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) => {
             Ok(h)
         }
-        _ => Err(format!("{digest:?} is not a sha256 digest")),
+        _ => Err(BadDigest(digest.to_owned())),
     }
 }
 

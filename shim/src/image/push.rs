@@ -514,13 +514,13 @@ pub async fn push(
             bar.inc(desc.size);
             continue;
         }
-        let path = built.blob_path(&desc.digest).map_err(anyhow::Error::msg)?;
+        let path = built.blob_path(&desc.digest)?;
         registry.upload_blob(desc, path, bar).await?;
         pushed.blobs_uploaded += 1;
         pushed.bytes_uploaded += desc.size;
     }
     let read = |d: &Descriptor| -> anyhow::Result<Bytes> {
-        let path = built.blob_path(&d.digest).map_err(anyhow::Error::msg)?;
+        let path = built.blob_path(&d.digest)?;
         Ok(Bytes::from(std::fs::read(&path).with_context(|| {
             format!("cannot read {}", path.display())
         })?))

@@ -5,6 +5,28 @@
 
 use std::fmt;
 
+/// Why an image name was refused; shown after `image name "<input>": `.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("image name {input:?}: {problem}")]
+pub struct ReferenceError {
+    pub input: String,
+    pub problem: ReferenceProblem,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReferenceProblem {
+    #[error("{0}")]
+    Digest(super::BadDigest),
+    #[error("tag {0:?} is not valid")]
+    Tag(String),
+    #[error("registry host is not valid")]
+    Host,
+    #[error(
+        "the repository must be lowercase letters, digits and single separators (. _ -) between /"
+    )]
+    Repository,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reference {
     /// Registry host (and port): `docker.io`, `localhost:5000`, `quay.io`.
@@ -57,11 +79,14 @@ fn valid_tag(t: &str) -> bool {
 impl Reference {
     /// Parses and normalises a name (`[domain/]path[:tag][@sha256:...]`); a name without
     /// tag or digest gets `:latest`.
-    pub fn parse(input: &str) -> Result<Reference, String> {
-        let bad = |why: &str| format!("image name {input:?}: {why}");
+    pub fn parse(input: &str) -> Result<Reference, ReferenceError> {
+        let bad = |problem| ReferenceError {
+            input: input.to_owned(),
+            problem,
+        };
         let (rest, digest) = match input.split_once('@') {
             Some((r, d)) => {
-                super::digest_hex(d).map_err(|e| bad(&e))?;
+                super::digest_hex(d).map_err(|e| bad(ReferenceProblem::Digest(e)))?;
                 (r, Some(d.to_owned()))
             }
             None => (input, None),
@@ -72,7 +97,7 @@ impl Reference {
         };
         if let Some(t) = &tag {
             if !valid_tag(t) {
-                return Err(bad(&format!("tag {t:?} is not valid")));
+                return Err(bad(ReferenceProblem::Tag(t.clone())));
             }
         }
         let (domain, path) = match rest.split_once('/') {
@@ -88,7 +113,7 @@ impl Reference {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'))
         {
-            return Err(bad("registry host is not valid"));
+            return Err(bad(ReferenceProblem::Host));
         }
         let repository = if domain == "docker.io" && !path.contains('/') {
             format!("library/{path}")
@@ -96,9 +121,7 @@ impl Reference {
             path
         };
         if repository.len() > 255 || !repository.split('/').all(valid_component) {
-            return Err(bad(
-                "the repository must be lowercase letters, digits and single separators (. _ -) between /",
-            ));
+            return Err(bad(ReferenceProblem::Repository));
         }
         let tag = if tag.is_none() && digest.is_none() {
             Some("latest".to_owned())
@@ -111,11 +134,6 @@ impl Reference {
             tag,
             digest,
         })
-    }
-
-    /// `domain/repository` without tag or digest.
-    pub fn locator(&self) -> String {
-        format!("{}/{}", self.domain, self.repository)
     }
 
     /// What a manifest PUT/GET names: the digest if there is one, else the tag.
@@ -207,5 +225,14 @@ mod tests {
         ] {
             assert!(Reference::parse(bad).is_err(), "{bad:?}");
         }
+        // The messages the CLI prints, unchanged by the typed error.
+        assert_eq!(
+            Reference::parse("a/b:-x").unwrap_err().to_string(),
+            r#"image name "a/b:-x": tag "-x" is not valid"#
+        );
+        assert_eq!(
+            Reference::parse("x@sha256:zz").unwrap_err().to_string(),
+            r#"image name "x@sha256:zz": "sha256:zz" is not a sha256 digest"#
+        );
     }
 }

@@ -8,7 +8,7 @@
 //!   checkpoint image, and its single layer ([`CheckpointImage::fetch_layer`]).
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
@@ -19,7 +19,7 @@ use tonic::transport::Channel;
 use tonic::Code;
 
 use super::layout::Built;
-use super::{Descriptor, Manifest, Platform};
+use super::{BadDigest, Descriptor, Manifest, Platform};
 use crate::api::containerd::services::content::v1 as content;
 use crate::api::containerd::services::diff::v1 as diff;
 use crate::api::containerd::services::images::v1 as images;
@@ -40,8 +40,76 @@ pub struct Store {
     lease: Option<MetadataValue<Ascii>>,
 }
 
-fn status(what: &str, s: tonic::Status) -> String {
-    format!("{what}: {:?}: {}", s.code(), s.message())
+/// What went wrong with containerd's stores. Each message carries its cause (restore shows
+/// only `Display`), so causes are fields, not `source()`: a chain would repeat them.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("containerd namespace {0:?} is not a valid header")]
+    Namespace(String),
+    #[error("lease id {0:?} is not a valid header")]
+    LeaseId(String),
+    /// A containerd API call failed.
+    #[error("{what}: {code:?}: {message}")]
+    Api {
+        what: String,
+        code: Code,
+        message: String,
+    },
+    #[error("containerd closed the write stream")]
+    StreamClosed,
+    #[error("{}: {error}", path.display())]
+    File {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("containerd committed {expected} as {got}")]
+    Committed { expected: String, got: String },
+    #[error("reading {digest} from containerd: larger than {max} bytes")]
+    TooLarge { digest: String, max: u64 },
+    #[error("reading {digest} from containerd: the bytes do not match the digest")]
+    Corrupt { digest: String },
+    #[error("reading {digest} from containerd: got {size} bytes with digest {got}, expected {expected} bytes")]
+    Mismatch {
+        digest: String,
+        size: u64,
+        got: String,
+        expected: u64,
+    },
+    #[error("the layer unpacked to diff id {got}, the config says {expected}")]
+    DiffId { got: String, expected: String },
+    #[error("{digest} is not an image {what}: {error}")]
+    NotJson {
+        digest: String,
+        what: &'static str,
+        error: serde_json::Error,
+    },
+    #[error("index {0} has no manifest for this host")]
+    NoManifest(String),
+    #[error("checkpoint image {name} has {count} layers; a checkpoint image has exactly one")]
+    Layers { name: String, count: usize },
+    #[error(transparent)]
+    Digest(#[from] BadDigest),
+}
+
+impl StoreError {
+    fn api(what: impl Into<String>, s: tonic::Status) -> StoreError {
+        StoreError::Api {
+            what: what.into(),
+            code: s.code(),
+            message: s.message().to_owned(),
+        }
+    }
+
+    fn file(path: &Path, error: std::io::Error) -> StoreError {
+        StoreError::File {
+            path: path.to_owned(),
+            error,
+        }
+    }
+
+    fn is_code(&self, code: Code) -> bool {
+        matches!(self, StoreError::Api { code: c, .. } if *c == code)
+    }
 }
 
 fn timestamp(t: SystemTime) -> prost_types::Timestamp {
@@ -90,10 +158,10 @@ fn unique(prefix: &str) -> String {
 }
 
 impl Store {
-    pub fn new(channel: Channel, namespace: &str) -> Result<Store, String> {
+    pub fn new(channel: Channel, namespace: &str) -> Result<Store, StoreError> {
         let namespace = namespace
             .parse()
-            .map_err(|_| format!("containerd namespace {namespace:?} is not a valid header"))?;
+            .map_err(|_| StoreError::Namespace(namespace.to_owned()))?;
         Ok(Store {
             channel,
             namespace,
@@ -123,7 +191,7 @@ impl Store {
 
     /// A lease that keeps what is written under it until [`Store::end_lease`]; it expires
     /// by itself after an hour should this process die first.
-    pub async fn begin_lease(&mut self) -> Result<String, String> {
+    pub async fn begin_lease(&mut self) -> Result<String, StoreError> {
         let id = unique("ckpt-shim-image");
         let expire = crate::timefmt::rfc3339(SystemTime::now() + Duration::from_secs(3600));
         let mut client = leases::leases_client::LeasesClient::new(self.channel.clone());
@@ -133,12 +201,12 @@ impl Store {
                 labels: HashMap::from([("containerd.io/gc.expire".into(), expire)]),
             }))
             .await
-            .map_err(|s| status("creating a lease", s))?;
-        self.lease = Some(id.parse().map_err(|_| "lease id".to_string())?);
+            .map_err(|s| StoreError::api("creating a lease", s))?;
+        self.lease = Some(id.parse().map_err(|_| StoreError::LeaseId(id.clone()))?);
         Ok(id)
     }
 
-    pub async fn end_lease(&mut self, id: &str) -> Result<(), String> {
+    pub async fn end_lease(&mut self, id: &str) -> Result<(), StoreError> {
         self.lease = None;
         let mut client = leases::leases_client::LeasesClient::new(self.channel.clone());
         client
@@ -147,12 +215,12 @@ impl Store {
                 sync: false,
             }))
             .await
-            .map_err(|s| status("deleting the lease", s))?;
+            .map_err(|s| StoreError::api("deleting the lease", s))?;
         Ok(())
     }
 
     /// The content store's record of a blob, if it has it.
-    pub async fn info(&self, digest: &str) -> Result<Option<content::Info>, String> {
+    pub async fn info(&self, digest: &str) -> Result<Option<content::Info>, StoreError> {
         match self
             .content()
             .info(self.request(content::InfoRequest {
@@ -162,7 +230,7 @@ impl Store {
         {
             Ok(r) => Ok(r.into_inner().info),
             Err(s) if s.code() == Code::NotFound => Ok(None),
-            Err(s) => Err(status(&format!("content info {digest}"), s)),
+            Err(s) => Err(StoreError::api(format!("content info {digest}"), s)),
         }
     }
 
@@ -170,7 +238,7 @@ impl Store {
         &self,
         digest: &str,
         labels: &HashMap<String, String>,
-    ) -> Result<(), String> {
+    ) -> Result<(), StoreError> {
         if labels.is_empty() {
             return Ok(());
         }
@@ -186,7 +254,7 @@ impl Store {
                 }),
             }))
             .await
-            .map_err(|s| status(&format!("labelling {digest}"), s))?;
+            .map_err(|s| StoreError::api(format!("labelling {digest}"), s))?;
         Ok(())
     }
 
@@ -198,14 +266,14 @@ impl Store {
         path: &Path,
         labels: HashMap<String, String>,
         bar: &indicatif::ProgressBar,
-    ) -> Result<(), String> {
+    ) -> Result<(), StoreError> {
         if self.info(&desc.digest).await?.is_some() {
             bar.inc(desc.size);
             return self.set_labels(&desc.digest, &labels).await;
         }
         let mut file = tokio::fs::File::open(path)
             .await
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+            .map_err(|e| StoreError::file(path, e))?;
         let reference = unique(&format!("ckpt-shim-{}", &desc.digest[7..19]));
         let (tx, rx) = tokio::sync::mpsc::channel::<content::WriteContentRequest>(2);
         let requests =
@@ -219,31 +287,31 @@ impl Store {
             expected: desc.digest.clone(),
             ..Default::default()
         };
-        let closed = || "containerd closed the write stream".to_string();
+        let closed = |_| StoreError::StreamClosed;
         tx.send(content::WriteContentRequest {
             action: content::WriteAction::Stat as i32,
             ..base.clone()
         })
         .await
-        .map_err(|_| closed())?;
+        .map_err(closed)?;
         let what = format!("writing {} to containerd", desc.digest);
         let mut answers = match self.content().write(self.request(requests)).await {
             Ok(a) => a.into_inner(),
             Err(s) if s.code() == Code::AlreadyExists => {
                 return self.set_labels(&desc.digest, &labels).await;
             }
-            Err(s) => return Err(status(&what, s)),
+            Err(s) => return Err(StoreError::api(what, s)),
         };
-        let mut next = async || -> Result<content::WriteContentResponse, String> {
+        let mut next = async || -> Result<content::WriteContentResponse, StoreError> {
             match answers.message().await {
                 Ok(Some(m)) => Ok(m),
-                Ok(None) => Err(closed()),
-                Err(s) => Err(status(&what, s)),
+                Ok(None) => Err(StoreError::StreamClosed),
+                Err(s) => Err(StoreError::api(what.clone(), s)),
             }
         };
         let stat = match next().await {
             Ok(m) => m,
-            Err(e) if e.contains("AlreadyExists") => {
+            Err(e) if e.is_code(Code::AlreadyExists) => {
                 return self.set_labels(&desc.digest, &labels).await;
             }
             Err(e) => return Err(e),
@@ -253,14 +321,14 @@ impl Store {
             use tokio::io::AsyncSeekExt;
             file.seek(std::io::SeekFrom::Start(offset))
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| StoreError::file(path, e))?;
         }
         let mut buf = vec![0u8; CHUNK];
         loop {
             let n = file
                 .read(&mut buf)
                 .await
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+                .map_err(|e| StoreError::file(path, e))?;
             if n == 0 {
                 break;
             }
@@ -271,7 +339,7 @@ impl Store {
                 ..base.clone()
             })
             .await
-            .map_err(|_| closed())?;
+            .map_err(closed)?;
             next().await?;
             offset += n as u64;
             bar.inc(n as u64);
@@ -284,20 +352,20 @@ impl Store {
             ..base.clone()
         })
         .await
-        .map_err(|_| closed())?;
+        .map_err(closed)?;
         let commit = next().await?;
         drop(tx);
         if !commit.digest.is_empty() && commit.digest != desc.digest {
-            return Err(format!(
-                "containerd committed {} as {}",
-                desc.digest, commit.digest
-            ));
+            return Err(StoreError::Committed {
+                expected: desc.digest.clone(),
+                got: commit.digest,
+            });
         }
         Ok(())
     }
 
     /// Names `target` `name` in the image store (replacing what the name pointed at).
-    pub async fn put_image(&self, name: &str, target: &Descriptor) -> Result<(), String> {
+    pub async fn put_image(&self, name: &str, target: &Descriptor) -> Result<(), StoreError> {
         let now = timestamp(SystemTime::now());
         let image = images::Image {
             name: name.into(),
@@ -325,15 +393,15 @@ impl Store {
                         source_date_epoch: None,
                     }))
                     .await
-                    .map_err(|s| status(&format!("updating image {name}"), s))?;
+                    .map_err(|s| StoreError::api(format!("updating image {name}"), s))?;
                 Ok(())
             }
-            Err(s) => Err(status(&format!("creating image {name}"), s)),
+            Err(s) => Err(StoreError::api(format!("creating image {name}"), s)),
         }
     }
 
     /// Reads a whole blob into memory (index, manifest, config), up to `max` bytes.
-    pub async fn read_blob(&self, digest: &str, max: u64) -> Result<Vec<u8>, String> {
+    pub async fn read_blob(&self, digest: &str, max: u64) -> Result<Vec<u8>, StoreError> {
         let what = format!("reading {digest} from containerd");
         let mut stream = self
             .content()
@@ -343,24 +411,29 @@ impl Store {
                 size: 0,
             }))
             .await
-            .map_err(|s| status(&what, s))?
+            .map_err(|s| StoreError::api(what.clone(), s))?
             .into_inner();
         let mut out = Vec::new();
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|s| status(&what, s))?;
+            let chunk = chunk.map_err(|s| StoreError::api(what.clone(), s))?;
             out.extend_from_slice(&chunk.data);
             if out.len() as u64 > max {
-                return Err(format!("{what}: larger than {max} bytes"));
+                return Err(StoreError::TooLarge {
+                    digest: digest.to_owned(),
+                    max,
+                });
             }
         }
         if super::sha256_digest(&out) != digest {
-            return Err(format!("{what}: the bytes do not match the digest"));
+            return Err(StoreError::Corrupt {
+                digest: digest.to_owned(),
+            });
         }
         Ok(out)
     }
 
     /// Streams a blob into `dest` (created, mode 0600), checking digest and size.
-    pub async fn read_blob_to(&self, desc: &Descriptor, dest: &Path) -> Result<(), String> {
+    pub async fn read_blob_to(&self, desc: &Descriptor, dest: &Path) -> Result<(), StoreError> {
         let what = format!("reading {} from containerd", desc.digest);
         let mut stream = self
             .content()
@@ -370,33 +443,37 @@ impl Store {
                 size: 0,
             }))
             .await
-            .map_err(|s| status(&what, s))?
+            .map_err(|s| StoreError::api(what.clone(), s))?
             .into_inner();
         let mut options = tokio::fs::OpenOptions::new();
         options.write(true).create_new(true).mode(0o600);
         let mut file = options
             .open(dest)
             .await
-            .map_err(|e| format!("{}: {e}", dest.display()))?;
+            .map_err(|e| StoreError::file(dest, e))?;
         let result = async {
             let mut hash = Sha256::new();
             let mut size = 0u64;
             while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|s| status(&what, s))?;
+                let chunk = chunk.map_err(|s| StoreError::api(what.clone(), s))?;
                 hash.update(&chunk.data);
                 size += chunk.data.len() as u64;
                 file.write_all(&chunk.data)
                     .await
-                    .map_err(|e| format!("{}: {e}", dest.display()))?;
+                    .map_err(|e| StoreError::file(dest, e))?;
             }
-            file.flush().await.map_err(|e| e.to_string())?;
-            file.sync_all().await.map_err(|e| e.to_string())?;
+            file.flush().await.map_err(|e| StoreError::file(dest, e))?;
+            file.sync_all()
+                .await
+                .map_err(|e| StoreError::file(dest, e))?;
             let got = format!("sha256:{}", super::hex(&hash.finalize()));
             if got != desc.digest || size != desc.size {
-                return Err(format!(
-                    "{what}: got {size} bytes with digest {got}, expected {} bytes",
-                    desc.size
-                ));
+                return Err(StoreError::Mismatch {
+                    digest: desc.digest.clone(),
+                    size,
+                    got,
+                    expected: desc.size,
+                });
             }
             Ok(())
         }
@@ -416,7 +493,7 @@ impl Store {
         layer: &Descriptor,
         diff_id: &str,
         config: &Descriptor,
-    ) -> Result<String, String> {
+    ) -> Result<String, StoreError> {
         let chain_id = diff_id.to_owned();
         let mut snaps = snapshots::snapshots_client::SnapshotsClient::new(self.channel.clone());
         let exists = snaps
@@ -436,7 +513,7 @@ impl Store {
                     labels: HashMap::new(),
                 }))
                 .await
-                .map_err(|s| status("preparing a snapshot", s))?
+                .map_err(|s| StoreError::api("preparing a snapshot", s))?
                 .into_inner()
                 .mounts;
             let applied = diff::diff_client::DiffClient::new(self.channel.clone())
@@ -456,14 +533,14 @@ impl Store {
                             key: key.clone(),
                         }))
                         .await;
-                    return Err(status("applying the layer", s));
+                    return Err(StoreError::api("applying the layer", s));
                 }
             };
             if let Some(a) = applied.filter(|a| a.digest != diff_id) {
-                return Err(format!(
-                    "the layer unpacked to diff id {}, the config says {diff_id}",
-                    a.digest
-                ));
+                return Err(StoreError::DiffId {
+                    got: a.digest,
+                    expected: diff_id.to_owned(),
+                });
             }
             match snaps
                 .commit(self.request(snapshots::CommitSnapshotRequest {
@@ -483,7 +560,7 @@ impl Store {
                         }))
                         .await;
                 }
-                Err(s) => return Err(status("committing the snapshot", s)),
+                Err(s) => return Err(StoreError::api("committing the snapshot", s)),
             }
         }
         self.set_labels(
@@ -507,7 +584,7 @@ pub async fn import(
     built: &Built,
     snapshotter: Option<&str>,
     bar: &indicatif::ProgressBar,
-) -> Result<(), String> {
+) -> Result<(), StoreError> {
     let mut store = Store::new(channel, namespace)?;
     let lease = store.begin_lease().await?;
     let result = async {
@@ -541,7 +618,7 @@ pub async fn import(
                 .unpack(s, &built.layer, &built.layer.digest, &built.config)
                 .await?;
         }
-        Ok::<(), String>(())
+        Ok::<(), StoreError>(())
     }
     .await;
     let ended = store.end_lease(&lease).await;
@@ -583,15 +660,14 @@ impl CheckpointImage {
     /// Streams the single layer blob from the content store into `dest` (a new file,
     /// mode 0600), checking its digest and size. The layer is a tar, plain or compressed
     /// as its media type says; open it as a checkpoint archive.
-    pub async fn fetch_layer(&self, dest: &Path) -> Result<(), String> {
+    pub async fn fetch_layer(&self, dest: &Path) -> Result<(), StoreError> {
         let layer = match self.layers.as_slice() {
             [one] => one,
             more => {
-                return Err(format!(
-                    "checkpoint image {} has {} layers; a checkpoint image has exactly one",
-                    self.name,
-                    more.len()
-                ))
+                return Err(StoreError::Layers {
+                    name: self.name.clone(),
+                    count: more.len(),
+                })
             }
         };
         self.store.read_blob_to(layer, dest).await
@@ -632,10 +708,13 @@ struct Resolved {
     manifest: Manifest,
 }
 
-async fn resolve(store: &Store, target: &Descriptor) -> Result<Resolved, String> {
+async fn resolve(store: &Store, target: &Descriptor) -> Result<Resolved, StoreError> {
     let raw = store.read_blob(&target.digest, MAX_JSON_BLOB).await?;
-    let top: Manifest = serde_json::from_slice(&raw)
-        .map_err(|e| format!("{} is not an image index or manifest: {e}", target.digest))?;
+    let top: Manifest = serde_json::from_slice(&raw).map_err(|error| StoreError::NotJson {
+        digest: target.digest.clone(),
+        what: "index or manifest",
+        error,
+    })?;
     let top_is_index = is_index(&target.media_type)
         || top.media_type == super::MEDIA_INDEX
         || (top.config.is_none() && !top.manifests.is_empty());
@@ -647,11 +726,14 @@ async fn resolve(store: &Store, target: &Descriptor) -> Result<Resolved, String>
         });
     }
     let chosen = pick_manifest(&top)
-        .ok_or_else(|| format!("index {} has no manifest for this host", target.digest))?
+        .ok_or_else(|| StoreError::NoManifest(target.digest.clone()))?
         .clone();
     let raw = store.read_blob(&chosen.digest, MAX_JSON_BLOB).await?;
-    let manifest: Manifest = serde_json::from_slice(&raw)
-        .map_err(|e| format!("{} is not an image manifest: {e}", chosen.digest))?;
+    let manifest: Manifest = serde_json::from_slice(&raw).map_err(|error| StoreError::NotJson {
+        digest: chosen.digest.clone(),
+        what: "manifest",
+        error,
+    })?;
     Ok(Resolved {
         index_annotations: top.annotations,
         manifest_digest: chosen.digest,
@@ -669,7 +751,7 @@ pub async fn checkpoint_image(
     channel: &Channel,
     namespace: &str,
     image_ref: &str,
-) -> Result<Option<CheckpointImage>, String> {
+) -> Result<Option<CheckpointImage>, StoreError> {
     let store = Store::new(channel.clone(), namespace)?;
     // Not in the store: not a checkpoint image here; a proxy relays the call unchanged
     // and the runtime answers with its own NotFound.
@@ -694,7 +776,7 @@ pub async fn checkpoint_image(
     }))
 }
 
-async fn get_image(store: &Store, name: &str) -> Result<Option<images::Image>, String> {
+async fn get_image(store: &Store, name: &str) -> Result<Option<images::Image>, StoreError> {
     match store
         .images()
         .get(store.request(images::GetImageRequest { name: name.into() }))
@@ -702,11 +784,11 @@ async fn get_image(store: &Store, name: &str) -> Result<Option<images::Image>, S
     {
         Ok(r) => Ok(r.into_inner().image),
         Err(s) if s.code() == Code::NotFound => Ok(None),
-        Err(s) => Err(status(&format!("looking up image {name}"), s)),
+        Err(s) => Err(StoreError::api(format!("looking up image {name}"), s)),
     }
 }
 
-async fn find(store: &Store, image_ref: &str) -> Result<Option<(String, Descriptor)>, String> {
+async fn find(store: &Store, image_ref: &str) -> Result<Option<(String, Descriptor)>, StoreError> {
     let mut names = vec![image_ref.to_owned()];
     if let Ok(r) = super::Reference::parse(image_ref) {
         names.push(r.to_string());
@@ -728,7 +810,7 @@ async fn find(store: &Store, image_ref: &str) -> Result<Option<(String, Descript
         .images()
         .list(store.request(images::ListImagesRequest { filters: vec![] }))
         .await
-        .map_err(|s| status("listing images", s))?
+        .map_err(|s| StoreError::api("listing images", s))?
         .into_inner()
         .images;
     let with_target: Vec<(String, Descriptor)> = all
@@ -796,5 +878,28 @@ mod tests {
             ..Default::default()
         };
         assert!(pick_manifest(&none).is_none());
+    }
+
+    #[test]
+    fn errors_read_as_before() {
+        // restore puts these into its gRPC status message as they are.
+        let layers = StoreError::Layers {
+            name: "localhost/x:1".into(),
+            count: 2,
+        };
+        assert_eq!(
+            layers.to_string(),
+            "checkpoint image localhost/x:1 has 2 layers; a checkpoint image has exactly one"
+        );
+        let api = StoreError::api(
+            "looking up image x",
+            tonic::Status::unavailable("connection refused"),
+        );
+        assert_eq!(
+            api.to_string(),
+            "looking up image x: Unavailable: connection refused"
+        );
+        assert!(api.is_code(Code::Unavailable));
+        assert!(!layers.is_code(Code::Unavailable));
     }
 }

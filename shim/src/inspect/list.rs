@@ -9,10 +9,10 @@ use std::process::ExitCode;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::metadata;
 use super::tree::human;
 use super::{fail, print_json, Format};
 use crate::archive;
+use crate::archive::metadata;
 
 /// Where kubelet writes checkpoint archives (FACTS 5).
 pub const KUBELET_CHECKPOINTS: &str = "/var/lib/kubelet/checkpoints";

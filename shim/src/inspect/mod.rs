@@ -6,7 +6,6 @@ pub mod diff;
 pub mod fuzz;
 pub mod list;
 pub mod memparse;
-pub mod metadata;
 pub mod render;
 pub mod report;
 pub mod show;

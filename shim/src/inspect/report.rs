@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::metadata::{self, Container};
+use crate::archive::metadata::{self, Container};
 use crate::archive::{self, Checkpoint, Compression};
 use crate::criu::dump::{DumpStats, Mount, OpenFile, Socket};
 use crate::criu::memory::Memory;

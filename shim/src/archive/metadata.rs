@@ -5,7 +5,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::archive::Checkpoint;
+use super::Checkpoint;
 
 /// The container a checkpoint is of.
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
