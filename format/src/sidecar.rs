@@ -8,10 +8,29 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-/// `engine`: the shim ran CRIU through containerd's API.
-pub const ENGINE_EMULATED: &str = "emulated";
-/// `engine`: the runtime's CRI made the archive.
-pub const ENGINE_NATIVE: &str = "native";
+/// Who made the checkpoint (`engine`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// The runtime's CRI made the archive.
+    Native,
+    /// The shim ran CRIU through containerd's API.
+    Emulated,
+    /// A sidecar without (or with an unknown) engine; never written.
+    #[default]
+    #[serde(other)]
+    Unknown,
+}
+
+impl Engine {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Native => "native",
+            Engine::Emulated => "emulated",
+            Engine::Unknown => "unknown",
+        }
+    }
+}
 
 /// Sidecars larger than this are not sidecars.
 pub const MAX_BYTES: u64 = 1 << 20;
@@ -30,8 +49,7 @@ pub struct Sidecar {
     pub image_ref: String,
     pub runtime: String,
     pub runtime_version: String,
-    /// [`ENGINE_EMULATED`] or [`ENGINE_NATIVE`].
-    pub engine: String,
+    pub engine: Engine,
     pub criu_version: Option<String>,
     pub criu_options: Vec<String>,
     /// RFC 3339.
@@ -105,7 +123,7 @@ mod tests {
         let archive = dir.join("a.tar");
         let s = Sidecar {
             archive: archive.display().to_string(),
-            engine: ENGINE_EMULATED.into(),
+            engine: Engine::Emulated,
             criu_options: vec!["tcp-established".into()],
             sha256: "ab".into(),
             size: 3,

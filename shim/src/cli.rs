@@ -76,7 +76,7 @@ pub async fn checkpoint(
                 .first()
                 .cloned()
                 .unwrap_or_else(|| PathBuf::from("/var/lib/kubelet/checkpoints"));
-            let when = crate::timefmt::rfc3339(SystemTime::now());
+            let when = ckpt_format::time::rfc3339(SystemTime::now());
             dir.join(format!("checkpoint-{pod}_{ns}-{name}-{}.tar", &when[..19]))
         }
     };

@@ -14,7 +14,7 @@
 //!   StartContainer, RemoveContainer): decode the original bytes, decide, forward or answer.
 //! - `checkpoint`: CheckpointContainer done by the shim: checks, the runtime's own
 //!   checkpoint passed through (`native`) or the shim's through containerd's API
-//!   (`engine`), the archive (`archive_writer`), its sidecar, the audit record.
+//!   (`emulated`), the archive (`archive_writer`), its sidecar, the audit record.
 //! - `restore`: detection of checkpoints in CreateContainer, the checks a checkpoint must
 //!   pass (`policy`, `stage`), the hand-over to the runc wrapper (`plan`), tracking through
 //!   StartContainer and RemoveContainer.
@@ -72,5 +72,3 @@ pub mod runtime;
 pub mod server;
 #[forbid(unsafe_code)]
 pub mod systemd;
-#[forbid(unsafe_code)]
-pub mod timefmt;

@@ -102,7 +102,7 @@ async fn restore(wrapper: &std::path::Path) {
             .next()
             .unwrap()
             .path();
-        let outcome = ckpt_shim::restore::plan::read_outcome(&dir).expect("the wrapper's outcome");
+        let outcome = ckpt_format::plan::read_outcome(&dir).expect("the wrapper's outcome");
         raw.push(Duration::from_millis(outcome.restore_ms));
         rootfs.push(Duration::from_millis(outcome.rootfs_ms));
         remove_pod(&mut cri, &pod_b).await;

@@ -6,6 +6,7 @@
 //! pulled); and a push to an in-process registry with bearer-token auth (no root needed).
 //! Root only; skipped with a printed reason otherwise (`CKPT_E2E=1` makes that an error).
 
+use ckpt_shim::runtime::containerd::Containerd;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -122,6 +123,7 @@ async fn import_and_push_on_containerd_1_6() {
         .unwrap();
     let archive = fixture("shim-1.6-suspect.tar.gz");
     let channel = ckpt_shim_tests::raw::channel(&bed.socket).await.unwrap();
+    let containerd = Containerd::new(channel.clone(), "k8s.io").unwrap();
     let mut images = ImageServiceClient::new(channel.clone());
     let unique = std::process::id();
 
@@ -161,7 +163,7 @@ async fn import_and_push_on_containerd_1_6() {
     say(&format!("1.6: CRI ImageStatus {name} -> {config_digest}"));
 
     // The restore path's lookup, by name and by id; a plain image is not one.
-    let found = checkpoint_image(&channel, "k8s.io", &name)
+    let found = checkpoint_image(&containerd, &name)
         .await
         .unwrap()
         .expect("a checkpoint image");
@@ -171,22 +173,20 @@ async fn import_and_push_on_containerd_1_6() {
     assert_eq!(found.annotations[CRIO_NAME], "suspect");
     assert_eq!(found.container_name(), Some("suspect"));
     assert_eq!(found.layers.len(), 1);
-    let by_id = checkpoint_image(&channel, "k8s.io", &config_digest)
+    let by_id = checkpoint_image(&containerd, &config_digest)
         .await
         .unwrap()
         .expect("found by id");
     assert_eq!(by_id.manifest_digest, manifest_digest);
     let busybox = bed.get("BUSYBOX_IMAGE").to_owned();
-    assert!(checkpoint_image(&channel, "k8s.io", &busybox)
+    assert!(checkpoint_image(&containerd, &busybox)
         .await
         .unwrap()
         .is_none());
-    assert!(
-        checkpoint_image(&channel, "k8s.io", "localhost/no/such:image")
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(checkpoint_image(&containerd, "localhost/no/such:image")
+        .await
+        .unwrap()
+        .is_none());
     layer_matches(&found, &archive, scratch.path(), "import").await;
 
     // A checkpoint image with two layers is refused, saying why.
@@ -206,7 +206,7 @@ async fn import_and_push_on_containerd_1_6() {
             annotations: Default::default(),
             platform: None,
         };
-        let store = ckpt_shim::image::store::Store::new(channel.clone(), "k8s.io").unwrap();
+        let store = ckpt_shim::image::store::Store::new(containerd.clone());
         store
             .write_blob(
                 &desc,
@@ -219,7 +219,7 @@ async fn import_and_push_on_containerd_1_6() {
         store.put_image(&two_layers, &desc).await.unwrap();
         // Found as a checkpoint image (so a restore is refused with the reason rather than
         // the image run as an ordinary one), but its layer cannot be taken.
-        let image = checkpoint_image(&channel, "k8s.io", &two_layers)
+        let image = checkpoint_image(&containerd, &two_layers)
             .await
             .unwrap()
             .expect("a checkpoint image");
@@ -265,7 +265,7 @@ async fn import_and_push_on_containerd_1_6() {
         image_id(&mut images, &pushed_name).await.as_deref(),
         Some(config_digest.as_str())
     );
-    let from_registry = checkpoint_image(&channel, "k8s.io", &pushed_name)
+    let from_registry = checkpoint_image(&containerd, &pushed_name)
         .await
         .unwrap()
         .expect("the pulled image is a checkpoint image");
@@ -311,6 +311,7 @@ async fn restore_from_pushed_image_on_containerd_2_1() {
         .unwrap();
     let mut cri = bed::cri(&b.socket).await;
     let channel = ckpt_shim_tests::raw::channel(&b.socket).await.unwrap();
+    let containerd = Containerd::new(channel.clone(), "k8s.io").unwrap();
     let mut images = ImageServiceClient::new(channel.clone());
 
     // containerd 2.1 records the base image as CRI's ImageRef, which is the bare image id
@@ -371,7 +372,7 @@ async fn restore_from_pushed_image_on_containerd_2_1() {
         })
         .await
         .unwrap();
-    assert!(checkpoint_image(&channel, "k8s.io", &name)
+    assert!(checkpoint_image(&containerd, &name)
         .await
         .unwrap()
         .is_some());

@@ -5,6 +5,9 @@
 use serde::Serialize;
 use serde_json::Value;
 
+use ckpt_format::members;
+use ckpt_format::sidecar::{self, Engine, Sidecar};
+
 use super::Checkpoint;
 
 /// The container a checkpoint is of.
@@ -63,16 +66,16 @@ pub fn container(cp: &Checkpoint) -> Container {
     let spec = cp.spec.as_ref();
     let status = cp.status.as_ref();
     let manager = annotation(spec, &["io.container.manager"]);
-    let shim_marked = cp.members.iter().any(|m| m.name == "ckpt-shim.json")
+    let shim_marked = cp.members.iter().any(|m| m.name == members::SHIM_MARK)
         || spec
             .and_then(|s| s.get("annotations"))
             .and_then(Value::as_object)
             .is_some_and(|a| a.keys().any(|k| k.starts_with("io.ckpt-shim.")));
     // ckpt-shim's sidecar says whether the shim made the archive itself ("emulated") or
     // had the runtime's CRI make it ("native").
-    let sidecar_engine = sidecar(cp).and_then(|v| v.get("engine")?.as_str().map(str::to_owned));
+    let sidecar_engine = sidecar(cp).map(|s| s.engine);
     let engine = match manager.as_deref() {
-        _ if shim_marked || sidecar_engine.as_deref() == Some("emulated") => "ckpt-shim",
+        _ if shim_marked || sidecar_engine == Some(Engine::Emulated) => "ckpt-shim",
         Some("cri-o") => "cri-o",
         Some("libpod") => "podman",
         _ if config.is_some() || spec.is_some() => "containerd",
@@ -115,22 +118,16 @@ pub fn container(cp: &Checkpoint) -> Container {
     }
 }
 
-/// The archive's sidecar `<archive>.json`, if it has one and it is JSON.
-pub fn sidecar(cp: &Checkpoint) -> Option<Value> {
-    let mut name = cp.path.as_os_str().to_owned();
-    name.push(".json");
-    let bytes = std::fs::read(std::path::PathBuf::from(name)).ok()?;
-    if bytes.len() > 1 << 20 {
+/// The archive's sidecar `<archive>.json`, if it has one and it is one.
+pub fn sidecar(cp: &Checkpoint) -> Option<Sidecar> {
+    let len = std::fs::metadata(sidecar::path_for(&cp.path)).ok()?.len();
+    if len > sidecar::MAX_BYTES {
         return None;
     }
-    serde_json::from_slice(&bytes).ok()
+    Sidecar::read(&cp.path).ok()
 }
 
 /// CRIU's version from the head of dump.log (`Version: 4.2.1 (gitid ...)`).
 pub fn criu_version(cp: &Checkpoint) -> Option<String> {
-    let head = cp.dump_log_head.as_deref()?;
-    head.lines().find_map(|l| {
-        let rest = l.split_once("Version: ")?.1;
-        Some(rest.split_whitespace().next()?.to_owned())
-    })
+    cp.criu_version()
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
-use crate::timefmt::{parse_rfc3339, rfc3339};
+use ckpt_format::time::{parse_rfc3339, rfc3339};
 
 #[derive(Debug, Default, Clone)]
 pub struct Filter {

@@ -12,7 +12,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
-pub use ckpt_format::atomic::{sync_dir, temp_path, TEMP_MARK};
+use ckpt_format::atomic::{sync_dir, temp_path};
 
 /// Why writing stopped, when it was not the file system's fault.
 #[derive(Debug, thiserror::Error)]
@@ -395,12 +395,6 @@ impl<R: Read> Read for Exact<R> {
         self.remaining -= n as u64;
         Ok(n)
     }
-}
-
-/// Lower-case hex, by the `hex` crate; kept under this name for `native.rs` until it calls
-/// `hex::encode` itself.
-pub fn hex(bytes: &[u8]) -> String {
-    hex::encode(bytes)
 }
 
 /// What a writing error means for the caller: which gRPC code and why.

@@ -8,24 +8,8 @@ use crate::config::CheckpointMode;
 use crate::grpc::Status;
 use crate::runtime::{runtime_error, CriClient};
 
-/// Who makes the checkpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Engine {
-    /// The runtime's own CRI CheckpointContainer.
-    Native,
-    /// The shim, through containerd's task API.
-    Emulated,
-}
-
-impl Engine {
-    /// The name in the sidecar, the audit log and the logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Engine::Native => "native",
-            Engine::Emulated => "emulated",
-        }
-    }
-}
+/// Who makes the checkpoint: the sidecar's `engine` (`Unknown` is never chosen).
+pub use ckpt_format::sidecar::Engine;
 
 /// The runtime's name and version, as its CRI Version reports them.
 #[derive(Debug, Clone, PartialEq, Eq)]

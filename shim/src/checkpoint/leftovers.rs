@@ -4,12 +4,14 @@
 
 use std::path::Path;
 
-use super::{archive_writer, capture};
+use ckpt_format::atomic::TEMP_MARK;
+
+use super::capture;
 use crate::config::CheckpointSettings;
 
 pub fn remove(settings: &CheckpointSettings) {
     let alive = |name: &str| {
-        name.split(archive_writer::TEMP_MARK)
+        name.split(TEMP_MARK)
             .nth(1)
             .and_then(|rest| rest.split('-').next())
             .and_then(|pid| pid.parse::<i32>().ok())
@@ -21,7 +23,7 @@ pub fn remove(settings: &CheckpointSettings) {
         };
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.contains(archive_writer::TEMP_MARK) && !alive(&name) {
+            if name.contains(TEMP_MARK) && !alive(&name) {
                 tracing::info!(path = %e.path().display(), "removing a dead run's temporary archive");
                 if e.file_type().is_ok_and(|t| {
                     use std::os::unix::fs::FileTypeExt;

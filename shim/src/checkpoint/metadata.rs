@@ -11,7 +11,7 @@ use ckpt_format::spec_dump::keys;
 use serde_json::{json, Map, Value};
 
 use super::Target;
-use crate::timefmt::{from_unix_nanos, rfc3339};
+use ckpt_format::time::{from_unix_nanos, rfc3339};
 
 /// `config.dump` of a checkpoint the shim makes.
 pub fn config_dump(target: &Target, runtime: &str, checkpointed: SystemTime) -> Vec<u8> {

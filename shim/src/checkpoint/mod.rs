@@ -2,7 +2,7 @@
 //! container state, policy, one checkpoint per container at a time), the same timeout,
 //! the same archive guarantees (complete or absent, 0600, digest in a sidecar) and an audit
 //! record. The checkpoint itself is the runtime's (`native`) where its CRI has one, and the
-//! shim's own through containerd's API (`engine`) where it answers UNIMPLEMENTED.
+//! shim's own through containerd's API (`emulated`) where it answers UNIMPLEMENTED.
 //!
 //! Concurrency: a second checkpoint of a container already being checkpointed is answered
 //! ABORTED at once (it does not wait); checkpoints of different containers run in parallel.
@@ -12,7 +12,7 @@ pub mod archive_writer;
 pub mod capability;
 pub mod capture;
 mod claim;
-pub mod engine;
+pub mod emulated;
 mod leftovers;
 pub mod location;
 pub mod metadata;
@@ -103,7 +103,7 @@ impl Checkpointer {
     pub async fn run(self: Arc<Self>, job: Job) -> Result<Vec<u8>, Status> {
         let start = Instant::now();
         let mut record = Record {
-            time: crate::timefmt::rfc3339(SystemTime::now()),
+            time: ckpt_format::time::rfc3339(SystemTime::now()),
             action: Action::Checkpoint,
             caller_pid: job.caller.pid,
             caller_uid: job.caller.uid,
@@ -196,7 +196,7 @@ impl Checkpointer {
         }
         let made = match made {
             Some(m) => m,
-            None => engine::run(self, &target, &location, options, deadline).await?,
+            None => emulated::run(self, &target, &location, options, deadline).await?,
         };
         record.engine = engine.as_str().into();
         record.sha256 = made.written.sha256.clone();
@@ -205,7 +205,7 @@ impl Checkpointer {
             &target,
             &location.path,
             (runtime.name, runtime.version),
-            engine.as_str(),
+            engine,
             made.criu_version.clone(),
             criu_options,
             started,

@@ -15,9 +15,11 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use super::archive_writer::{hex, sync_dir, temp_path, Written};
+use ckpt_format::atomic::{sync_dir, temp_path};
+
+use super::archive_writer::Written;
 use super::capture::Capture;
-use super::engine::Made;
+use super::emulated::Made;
 use super::location::Location;
 use super::{abort, Checkpointer, Target};
 use crate::api::cri::CheckpointContainerRequest;
@@ -183,7 +185,7 @@ fn seal(temp: &Path, location: &Path, limit: u64, runtime: Duration) -> Result<M
         inner: io::BufReader::with_capacity(1 << 20, &file),
         hasher: Sha256::new(),
     };
-    let criu_version = super::sidecar::criu_version_in_tar(&mut hashing);
+    let criu_version = crate::archive::dump_log::criu_version_in_tar(&mut hashing);
     // Whatever the tar reader left unread still counts.
     io::copy(&mut hashing, &mut io::sink()).map_err(io_err)?;
     file.sync_all().map_err(io_err)?;
@@ -191,7 +193,7 @@ fn seal(temp: &Path, location: &Path, limit: u64, runtime: Duration) -> Result<M
     sync_dir(location);
     Ok(Made {
         written: Written {
-            sha256: hex(&hashing.hasher.finalize()),
+            sha256: hex::encode(hashing.hasher.finalize()),
             size,
         },
         criu_version,

@@ -10,17 +10,14 @@ pub use ckpt_format::sidecar::{path_for, Sidecar};
 
 use super::archive_writer::Written;
 use super::Target;
-use crate::timefmt::rfc3339;
-
-/// Kept for `native.rs` until it calls `crate::archive::dump_log` itself.
-pub use crate::archive::dump_log::criu_version_in_tar;
+use ckpt_format::time::rfc3339;
 
 #[allow(clippy::too_many_arguments)]
 pub fn describe(
     target: &Target,
     archive: &Path,
     runtime: (String, String),
-    engine: &'static str,
+    engine: super::Engine,
     criu_version: Option<String>,
     criu_options: Vec<String>,
     started: SystemTime,
@@ -36,7 +33,7 @@ pub fn describe(
         image_ref: target.image_ref.clone(),
         runtime: runtime.0,
         runtime_version: runtime.1,
-        engine: engine.to_owned(),
+        engine,
         criu_version,
         criu_options,
         started: rfc3339(started),

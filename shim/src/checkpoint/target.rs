@@ -185,14 +185,9 @@ fn pick_repo_digest(image: &str, digests: &[String]) -> Option<String> {
         .cloned()
 }
 
-/// An image name without its tag or digest.
+/// An image name without its tag or digest, as written.
 fn repository(image: &str) -> &str {
-    let repo = image.split('@').next().unwrap_or(image);
-    // A tag follows the last ':' only when no '/' comes after it (a registry port does not).
-    match repo.rfind(':') {
-        Some(i) if !repo[i..].contains('/') => &repo[..i],
-        _ => repo,
-    }
+    crate::image::reference::split(image).0
 }
 
 #[cfg(test)]

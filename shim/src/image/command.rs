@@ -10,6 +10,7 @@ use anyhow::{bail, Context};
 use super::layout::{self, Built};
 use super::push::{self, PushOptions};
 use super::Reference;
+use crate::runtime::containerd::Containerd;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum ImageCommand {
@@ -148,7 +149,7 @@ pub async fn build(mut args: BuildArgs) -> anyhow::Result<()> {
             let dir = std::env::temp_dir().join(format!(
                 "ckpt-shim-image-{}-{}",
                 std::process::id(),
-                crate::timefmt::unix_nanos(std::time::SystemTime::now())
+                ckpt_format::time::unix_nanos(std::time::SystemTime::now())
             ));
             (dir.clone(), Some(TempDir(dir)))
         }
@@ -176,15 +177,10 @@ pub async fn build(mut args: BuildArgs) -> anyhow::Result<()> {
         let total: u64 = built.blobs().iter().map(|d| d.size).sum();
         let progress = bar(total, "import");
         let snapshotter = Some(args.snapshotter.as_str()).filter(|s| !s.is_empty());
-        super::store::import(
-            crate::runtime::channel(&socket),
-            &args.namespace,
-            &built,
-            snapshotter,
-            &progress,
-        )
-        .await
-        .with_context(|| format!("importing into containerd at {}", socket.display()))?;
+        let containerd = Containerd::new(crate::runtime::channel(&socket), &args.namespace)?;
+        super::store::import(containerd, &built, snapshotter, &progress)
+            .await
+            .with_context(|| format!("importing into containerd at {}", socket.display()))?;
         progress.finish_and_clear();
         eprintln!(
             "imported into containerd ({}, namespace {}{})",

@@ -16,6 +16,7 @@ use std::rc::Rc;
 use std::time::SystemTime;
 
 use anyhow::{bail, Context};
+use ckpt_format::members;
 use sha2::{Digest, Sha256};
 
 use super::{BadDigest, CheckpointFacts, Descriptor, Manifest, Platform, Reference};
@@ -83,7 +84,7 @@ impl<W: Write> Write for Hashing<W> {
 fn take(state: &Rc<RefCell<(Sha256, u64)>>) -> (String, u64) {
     let s = state.borrow();
     (
-        format!("sha256:{}", super::hex(&s.0.clone().finalize())),
+        format!("sha256:{}", hex::encode(s.0.clone().finalize())),
         s.1,
     )
 }
@@ -237,9 +238,9 @@ pub fn facts(archive: &Path) -> anyhow::Result<CheckpointFacts> {
             "{}: not a container checkpoint (it has no {})",
             archive.display(),
             if cp.config.is_none() {
-                "config.dump"
+                members::CONFIG_DUMP
             } else {
-                "spec.dump"
+                members::SPEC_DUMP
             }
         );
     }
@@ -357,7 +358,7 @@ fn build_into(
     let created = facts
         .checkpointed
         .clone()
-        .unwrap_or_else(|| crate::timefmt::rfc3339(SystemTime::now()));
+        .unwrap_or_else(|| ckpt_format::time::rfc3339(SystemTime::now()));
     let platform = Platform::host();
 
     let config = serde_json::json!({
@@ -553,7 +554,7 @@ mod tests {
             assert_eq!(a["io.ckpt-shim.checkpoint.engine"], engine);
             assert_eq!(a["io.ckpt-shim.checkpoint.criu.version"], "4.2.1");
             assert_eq!(a["org.criu.checkpoint.criu.version"], "40201");
-            let archive_hex = crate::image::hex(&Sha256::digest(std::fs::read(&archive).unwrap()));
+            let archive_hex = hex::encode(Sha256::digest(std::fs::read(&archive).unwrap()));
             assert_eq!(
                 a["io.ckpt-shim.checkpoint.archive.sha256"],
                 archive_hex.as_str()
@@ -601,7 +602,7 @@ mod tests {
             assert_eq!(from_zstd.layer.digest, built.layer.digest);
             assert_eq!(
                 from_zstd.annotations["io.ckpt-shim.checkpoint.archive.sha256"],
-                crate::image::hex(&Sha256::digest(std::fs::read(&zst).unwrap()))
+                hex::encode(Sha256::digest(std::fs::read(&zst).unwrap()))
             );
 
             // An existing output is never overwritten.

@@ -118,11 +118,7 @@ pub struct Manifest {
 /// `sha256:<hex>` of some bytes.
 pub fn sha256_digest(data: &[u8]) -> String {
     use sha2::Digest;
-    format!("sha256:{}", hex(&sha2::Sha256::digest(data)))
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    hex::encode(bytes)
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
 }
 
 /// A digest that is not `sha256:` and 64 lowercase hex digits.

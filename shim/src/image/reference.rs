@@ -76,6 +76,20 @@ fn valid_tag(t: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
+/// Splits a name as written into name, tag and digest, without checking or normalising
+/// them: `localhost:5000/a/b:v1@sha256:..` -> (`localhost:5000/a/b`, `v1`, `sha256:..`). A
+/// ':' is a tag's only when no '/' follows it (a registry port is not a tag).
+pub fn split(input: &str) -> (&str, Option<&str>, Option<&str>) {
+    let (rest, digest) = match input.split_once('@') {
+        Some((r, d)) => (r, Some(d)),
+        None => (input, None),
+    };
+    match rest.rfind(':') {
+        Some(i) if !rest[i..].contains('/') => (&rest[..i], Some(&rest[i + 1..]), digest),
+        _ => (rest, None, digest),
+    }
+}
+
 impl Reference {
     /// Parses and normalises a name (`[domain/]path[:tag][@sha256:...]`); a name without
     /// tag or digest gets `:latest`.
@@ -84,17 +98,11 @@ impl Reference {
             input: input.to_owned(),
             problem,
         };
-        let (rest, digest) = match input.split_once('@') {
-            Some((r, d)) => {
-                super::digest_hex(d).map_err(|e| bad(ReferenceProblem::Digest(e)))?;
-                (r, Some(d.to_owned()))
-            }
-            None => (input, None),
-        };
-        let (rest, tag) = match rest.rfind(':') {
-            Some(i) if !rest[i..].contains('/') => (&rest[..i], Some(rest[i + 1..].to_owned())),
-            _ => (rest, None),
-        };
+        let (rest, tag, digest) = split(input);
+        if let Some(d) = digest {
+            super::digest_hex(d).map_err(|e| bad(ReferenceProblem::Digest(e)))?;
+        }
+        let (tag, digest) = (tag.map(str::to_owned), digest.map(str::to_owned));
         if let Some(t) = &tag {
             if !valid_tag(t) {
                 return Err(bad(ReferenceProblem::Tag(t.clone())));

@@ -26,17 +26,18 @@ use crate::api::containerd::services::images::v1 as images;
 use crate::api::containerd::services::leases::v1 as leases;
 use crate::api::containerd::services::snapshots::v1 as snapshots;
 use crate::api::containerd::types as ctypes;
+use crate::runtime::containerd::Containerd;
 
 /// Blobs are sent to containerd in chunks of this size.
 const CHUNK: usize = 1 << 20;
 /// Index and manifest blobs larger than this are not read.
 const MAX_JSON_BLOB: u64 = 4 << 20;
 
-/// A connection to containerd in one namespace, optionally under a lease.
+/// containerd's content and image stores, in the client's namespace, optionally under a
+/// lease.
 #[derive(Clone)]
 pub struct Store {
-    channel: Channel,
-    namespace: MetadataValue<Ascii>,
+    containerd: Containerd,
     lease: Option<MetadataValue<Ascii>>,
 }
 
@@ -44,8 +45,6 @@ pub struct Store {
 /// only `Display`), so causes are fields, not `source()`: a chain would repeat them.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("containerd namespace {0:?} is not a valid header")]
-    Namespace(String),
     #[error("lease id {0:?} is not a valid header")]
     LeaseId(String),
     /// A containerd API call failed.
@@ -158,21 +157,15 @@ fn unique(prefix: &str) -> String {
 }
 
 impl Store {
-    pub fn new(channel: Channel, namespace: &str) -> Result<Store, StoreError> {
-        let namespace = namespace
-            .parse()
-            .map_err(|_| StoreError::Namespace(namespace.to_owned()))?;
-        Ok(Store {
-            channel,
-            namespace,
+    pub fn new(containerd: Containerd) -> Store {
+        Store {
+            containerd,
             lease: None,
-        })
+        }
     }
 
     fn request<T>(&self, message: T) -> tonic::Request<T> {
-        let mut r = tonic::Request::new(message);
-        r.metadata_mut()
-            .insert("containerd-namespace", self.namespace.clone());
+        let mut r = self.containerd.request(message);
         if let Some(l) = &self.lease {
             r.metadata_mut().insert("containerd-lease", l.clone());
         }
@@ -180,12 +173,12 @@ impl Store {
     }
 
     fn content(&self) -> content::content_client::ContentClient<Channel> {
-        content::content_client::ContentClient::new(self.channel.clone())
+        content::content_client::ContentClient::new(self.containerd.channel().clone())
             .max_decoding_message_size(16 << 20)
     }
 
     fn images(&self) -> images::images_client::ImagesClient<Channel> {
-        images::images_client::ImagesClient::new(self.channel.clone())
+        images::images_client::ImagesClient::new(self.containerd.channel().clone())
             .max_decoding_message_size(64 << 20)
     }
 
@@ -193,8 +186,9 @@ impl Store {
     /// by itself after an hour should this process die first.
     pub async fn begin_lease(&mut self) -> Result<String, StoreError> {
         let id = unique("ckpt-shim-image");
-        let expire = crate::timefmt::rfc3339(SystemTime::now() + Duration::from_secs(3600));
-        let mut client = leases::leases_client::LeasesClient::new(self.channel.clone());
+        let expire = ckpt_format::time::rfc3339(SystemTime::now() + Duration::from_secs(3600));
+        let mut client =
+            leases::leases_client::LeasesClient::new(self.containerd.channel().clone());
         client
             .create(self.request(leases::CreateRequest {
                 id: id.clone(),
@@ -208,7 +202,8 @@ impl Store {
 
     pub async fn end_lease(&mut self, id: &str) -> Result<(), StoreError> {
         self.lease = None;
-        let mut client = leases::leases_client::LeasesClient::new(self.channel.clone());
+        let mut client =
+            leases::leases_client::LeasesClient::new(self.containerd.channel().clone());
         client
             .delete(self.request(leases::DeleteRequest {
                 id: id.into(),
@@ -466,7 +461,7 @@ impl Store {
             file.sync_all()
                 .await
                 .map_err(|e| StoreError::file(dest, e))?;
-            let got = format!("sha256:{}", super::hex(&hash.finalize()));
+            let got = format!("sha256:{}", hex::encode(hash.finalize()));
             if got != desc.digest || size != desc.size {
                 return Err(StoreError::Mismatch {
                     digest: desc.digest.clone(),
@@ -495,7 +490,8 @@ impl Store {
         config: &Descriptor,
     ) -> Result<String, StoreError> {
         let chain_id = diff_id.to_owned();
-        let mut snaps = snapshots::snapshots_client::SnapshotsClient::new(self.channel.clone());
+        let mut snaps =
+            snapshots::snapshots_client::SnapshotsClient::new(self.containerd.channel().clone());
         let exists = snaps
             .stat(self.request(snapshots::StatSnapshotRequest {
                 snapshotter: snapshotter.into(),
@@ -516,7 +512,7 @@ impl Store {
                 .map_err(|s| StoreError::api("preparing a snapshot", s))?
                 .into_inner()
                 .mounts;
-            let applied = diff::diff_client::DiffClient::new(self.channel.clone())
+            let applied = diff::diff_client::DiffClient::new(self.containerd.channel().clone())
                 .apply(self.request(diff::ApplyRequest {
                     diff: Some(to_api(layer)),
                     mounts,
@@ -579,13 +575,12 @@ impl Store {
 /// unpacks it there. Blobs go in under a lease so garbage collection cannot take them
 /// before the image names them; the `gc.ref` labels keep them once it does.
 pub async fn import(
-    channel: Channel,
-    namespace: &str,
+    containerd: Containerd,
     built: &Built,
     snapshotter: Option<&str>,
     bar: &indicatif::ProgressBar,
 ) -> Result<(), StoreError> {
-    let mut store = Store::new(channel, namespace)?;
+    let mut store = Store::new(containerd);
     let lease = store.begin_lease().await?;
     let result = async {
         let labels: [HashMap<String, String>; 4] = [
@@ -748,11 +743,10 @@ async fn resolve(store: &Store, target: &Descriptor) -> Result<Resolved, StoreEr
 /// ckpt-shim's on either), and also when the store has no such image. Unreadable blobs and
 /// an unreachable containerd API are errors.
 pub async fn checkpoint_image(
-    channel: &Channel,
-    namespace: &str,
+    containerd: &Containerd,
     image_ref: &str,
 ) -> Result<Option<CheckpointImage>, StoreError> {
-    let store = Store::new(channel.clone(), namespace)?;
+    let store = Store::new(containerd.clone());
     // Not in the store: not a checkpoint image here; a proxy relays the call unchanged
     // and the runtime answers with its own NotFound.
     let Some((name, target)) = find(&store, image_ref).await? else {

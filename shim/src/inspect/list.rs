@@ -66,8 +66,7 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
         }
         h.update(&buf[..n]);
     }
-    let digest = h.finalize();
-    Ok(digest.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex::encode(h.finalize()))
 }
 
 fn sidecar_check(path: &Path, size: u64) -> String {

@@ -242,11 +242,7 @@ mod tests {
         let bed = bed();
         let request = CreateContainerRequest {
             config: Some(ContainerConfig {
-                annotations: [(
-                    crate::restore::plan::ANNOTATION.to_owned(),
-                    "/tmp".to_owned(),
-                )]
-                .into(),
+                annotations: [(ckpt_format::plan::ANNOTATION.to_owned(), "/tmp".to_owned())].into(),
                 ..Default::default()
             }),
             ..Default::default()

@@ -8,11 +8,11 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use super::error::Error;
-use super::plan::ANNOTATION;
 use super::sandbox;
 use crate::api::cri::{CreateContainerRequest, ImageSpec, ImageStatusRequest};
 use crate::runtime::containerd::Containerd;
 use crate::runtime::{CriClient, ImageClient};
+use ckpt_format::plan::ANNOTATION;
 
 /// The checkpoint-restore-operator's sandbox annotation, followed by the container name.
 pub const OPERATOR_ANNOTATION: &str = "restore.criu.org/checkpoint-path.";
@@ -128,7 +128,7 @@ impl Detector {
             .cloned()
             .unwrap_or_else(|| found.id.clone());
         let checkpoint =
-            crate::image::checkpoint_image(self.containerd.channel(), self.containerd.namespace(), &name)
+            crate::image::checkpoint_image(&self.containerd, &name)
                 .await
                 .unwrap_or_else(|why| {
                     tracing::warn!(image, %why, "cannot look into the image for checkpoint annotations (containerd's API); relaying it as an ordinary image");

@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
-use super::plan::ANNOTATION;
 use super::runtime_config::NotSetUp;
 use crate::grpc::{Code, Status};
+use ckpt_format::plan::ANNOTATION;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -18,15 +18,12 @@
 pub mod capability;
 pub mod detect;
 mod error;
-pub mod plan;
 pub mod policy;
-pub mod rootfs;
 pub mod runtime_config;
 mod sandbox;
 pub mod stage;
 mod staging_dir;
 mod track;
-pub mod wrapper;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -41,9 +38,10 @@ use crate::config::{RestoreMode, RestoreSettings};
 use crate::grpc::Status;
 use crate::runtime::{CriClient, ImageClient, Runtime};
 pub use capability::{restores_natively, Engine};
+use ckpt_format::plan::{self, Plan, ANNOTATION};
+use ckpt_shim_runc::staged::remove_staged;
 pub use detect::{Source, OPERATOR_ANNOTATION};
 pub use error::Error;
-use plan::{Plan, ANNOTATION};
 use staging_dir::{write_private, RemoveOnDrop};
 use track::{Tracked, Tracker};
 
@@ -64,7 +62,7 @@ impl Drop for Prepared {
     fn drop(&mut self) {
         // A caller that hung up between staging and the runtime's answer.
         if let Some(dir) = self.dir.take() {
-            let _ = plan::remove_staged(&dir);
+            let _ = remove_staged(&dir);
         }
     }
 }
@@ -137,7 +135,7 @@ impl Restorer {
             .map(|m| m.name.clone())
             .unwrap_or_default();
         let mut record = Record {
-            time: crate::timefmt::rfc3339(SystemTime::now()),
+            time: ckpt_format::time::rfc3339(SystemTime::now()),
             action: Action::Restore,
             caller_pid: caller.pid,
             caller_uid: caller.uid,
@@ -330,7 +328,7 @@ impl Restorer {
         if let Some(dir) = &dir {
             if let Err(e) = self.tracker.annotation_arrived(container_id, dir).await {
                 self.tracker.remove_container(container_id).await;
-                let _ = plan::remove_staged(dir);
+                let _ = remove_staged(dir);
                 self.finish(&mut prepared.record, prepared.started, Err(&e))
                     .await;
                 return Err(e);
@@ -351,7 +349,7 @@ impl Restorer {
     /// CreateContainer failed: nothing of the restore may stay.
     pub async fn create_failed(&self, mut prepared: Prepared, status: &Status) {
         if let Some(dir) = prepared.dir.take() {
-            let _ = plan::remove_staged(&dir);
+            let _ = remove_staged(&dir);
         }
         let span = prepared.span.clone();
         let failed = Error::Answer(status.clone());
@@ -383,7 +381,7 @@ impl Restorer {
         );
         async {
             let mut record = tracked.record.clone();
-            record.time = crate::timefmt::rfc3339(SystemTime::now());
+            record.time = ckpt_format::time::rfc3339(SystemTime::now());
             let result = self.tracker.outcome(id, &tracked, answer).await;
             self.finish(&mut record, took, result.as_ref().map(|_| ()))
                 .await;

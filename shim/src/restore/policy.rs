@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use ckpt_format::sidecar::{self, Sidecar};
+
 use super::error::Error;
 use super::sandbox::SandboxView;
 use super::stage;
@@ -43,10 +45,10 @@ pub fn check_sidecar(
     staged: &stage::Staged,
     require_sidecar: bool,
 ) -> Result<(), Error> {
-    let path = crate::checkpoint::sidecar::path_for(archive);
-    let text = match std::fs::read(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    let path = sidecar::path_for(archive);
+    let side = match Sidecar::read(archive) {
+        Ok(side) => side,
+        Err(e) if e.is_missing() => {
             if require_sidecar {
                 return Err(Error::NoSidecar {
                     archive: archive.to_owned(),
@@ -55,26 +57,26 @@ pub fn check_sidecar(
             }
             return Ok(());
         }
-        Err(source) => {
+        Err(sidecar::ReadError::Io(source)) => {
             return Err(Error::SidecarUnreadable {
                 sidecar: path,
                 source,
             })
         }
+        Err(sidecar::ReadError::Format(source)) => {
+            return Err(Error::SidecarInvalid {
+                sidecar: path,
+                source,
+            })
+        }
     };
-    let v: serde_json::Value =
-        serde_json::from_slice(&text).map_err(|source| Error::SidecarInvalid {
-            sidecar: path.clone(),
-            source,
-        })?;
-    let want = v["sha256"].as_str().unwrap_or("");
-    if want != staged.sha256 || v["size"].as_u64() != Some(staged.size) {
+    if side.sha256 != staged.sha256 || side.size != staged.size {
         return Err(Error::DigestMismatch {
             archive: archive.to_owned(),
             sha256: staged.sha256.clone(),
             size: staged.size,
-            want: want.to_owned(),
-            want_size: v["size"].to_string(),
+            want: side.sha256,
+            want_size: side.size.to_string(),
         });
     }
     Ok(())
@@ -117,18 +119,13 @@ pub fn check_mounts(staged: &stage::Staged, request: &CreateContainerRequest) ->
     Ok(())
 }
 
-/// The CRIU options the checkpoint was taken with, from its sidecar.
+/// The CRIU options the checkpoint was taken with, from its sidecar (only those the shim
+/// knows).
 pub fn criu_options(archive: &Path) -> Vec<String> {
-    std::fs::read(crate::checkpoint::sidecar::path_for(archive))
-        .ok()
-        .and_then(|t| serde_json::from_slice::<serde_json::Value>(&t).ok())
-        .and_then(|v| {
-            v["criu_options"].as_array().map(|a| {
-                a.iter()
-                    .filter_map(|o| o.as_str().map(str::to_owned))
-                    .filter(|o| crate::config::CRIU_OPTIONS.contains(&o.as_str()))
-                    .collect()
-            })
-        })
+    Sidecar::read(archive)
+        .map(|s| s.criu_options)
         .unwrap_or_default()
+        .into_iter()
+        .filter(|o| crate::config::CRIU_OPTIONS.contains(&o.as_str()))
+        .collect()
 }

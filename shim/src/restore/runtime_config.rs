@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 
-use super::plan::ANNOTATION;
+use ckpt_format::plan::ANNOTATION;
 
 /// The runtimes table, wherever this containerd version puts it.
 fn runtimes_table(config: &Value) -> Option<(&serde_json::Map<String, Value>, String)> {

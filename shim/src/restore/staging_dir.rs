@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use super::error::Error;
-use super::plan;
+use ckpt_shim_runc::staged::remove_staged;
 
 /// A new, empty staging directory.
 pub fn create(root: &Path) -> Result<PathBuf, Error> {
@@ -48,7 +48,7 @@ impl RemoveOnDrop {
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
         if let Some(dir) = self.0.take() {
-            let _ = plan::remove_staged(&dir);
+            let _ = remove_staged(&dir);
         }
     }
 }

@@ -8,12 +8,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use super::error::Error;
-use super::plan;
-use super::plan::ANNOTATION;
 use crate::api::cri::{ContainerStatusRequest, RemoveContainerRequest, StopContainerRequest};
 use crate::audit::{Action, Record};
 use crate::grpc::Status;
 use crate::runtime::CriClient;
+use ckpt_format::plan;
+use ckpt_format::plan::ANNOTATION;
+use ckpt_shim_runc::staged::remove_staged;
 
 /// A restore the shim is carrying between CreateContainer and StartContainer.
 #[derive(Debug, Clone)]
@@ -64,7 +65,7 @@ impl Tracker {
                 }
                 _ => {
                     tracing::info!(dir = %dir.display(), "removing a staged checkpoint no container uses");
-                    let _ = plan::remove_staged(&dir);
+                    let _ = remove_staged(&dir);
                 }
             }
         }
@@ -174,7 +175,7 @@ impl Tracker {
     /// Copies CRIU's restore log out of the staging directory (removed with the container);
     /// returns a note for the error message.
     pub fn keep_log(&self, id: &str, dir: &Path) -> String {
-        let log = dir.join(plan::WORK_DIR).join("restore.log");
+        let log = dir.join(plan::WORK_DIR).join(plan::RESTORE_LOG);
         if !log.exists() {
             return String::new();
         }
@@ -198,7 +199,7 @@ impl Tracker {
     pub fn removed(&self, id: &str) {
         if let Some(t) = self.lock().remove(id) {
             if let Some(dir) = t.dir {
-                if let Err(e) = plan::remove_staged(&dir) {
+                if let Err(e) = remove_staged(&dir) {
                     tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a staged checkpoint");
                 }
             }
@@ -225,7 +226,7 @@ impl Tracker {
                 if let Some(dir) = self.lock().remove(&id).and_then(|t| t.dir) {
                     // Off the request's path: removing gigabytes takes a while.
                     tokio::task::spawn_blocking(move || {
-                        if let Err(e) = plan::remove_staged(&dir) {
+                        if let Err(e) = remove_staged(&dir) {
                             tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a staged checkpoint");
                         }
                     });

@@ -45,7 +45,7 @@ impl Staging {
         let dir = work_dir.join(format!(
             "{short}-{}-{}",
             std::process::id(),
-            crate::timefmt::unix_nanos(SystemTime::now())
+            ckpt_format::time::unix_nanos(SystemTime::now())
         ));
         std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
         Ok(Staging { dir })
@@ -281,7 +281,7 @@ fn keep_log(
     let dest = settings.failed_log_dir.join(format!(
         "{}-{}-dump.log",
         target.id,
-        crate::timefmt::unix_nanos(SystemTime::now())
+        ckpt_format::time::unix_nanos(SystemTime::now())
     ));
     std::fs::copy(log, &dest).ok()?;
     Some(dest)
