@@ -433,7 +433,7 @@ impl CheckpointSettings {
             self.failed_log_dir = absolute(&v, "failed_log_dir")?;
         }
         if let Some(v) = section.containerd_namespace {
-            if !crate::runtime::containerd::valid_namespace(v.get_ref()) {
+            if !valid_namespace(v.get_ref()) {
                 return Err(at(
                     v.span(),
                     format!(
@@ -645,6 +645,17 @@ fn parse_format(s: &str) -> Result<LogFormat, String> {
     }
 }
 
+/// containerd's namespaces are sent as a header, so the rule also keeps them valid headers.
+/// Whether containerd accepts `namespace` as a namespace name (its rule: runs of ASCII
+/// letters and digits joined by single '.', '_' or '-', at most 76 characters), which also
+/// makes it a valid header value.
+pub fn valid_namespace(namespace: &str) -> bool {
+    namespace.len() <= 76
+        && namespace
+            .split(['.', '_', '-'])
+            .all(|run| !run.is_empty() && run.chars().all(|c| c.is_ascii_alphanumeric()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -713,5 +724,24 @@ mod tests {
         );
         assert!(unix_path("unix://relative").is_err());
         assert!(unix_path("http://x").is_err());
+    }
+
+    #[test]
+    fn namespaces_containerd_accepts() {
+        for ok in ["k8s.io", "default", "moby", "a-b_c.d", "x1"] {
+            assert!(valid_namespace(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            ".k8s",
+            "k8s.",
+            "a..b",
+            "k8s io",
+            "k8s/io",
+            "ns\n",
+            &"a".repeat(77),
+        ] {
+            assert!(!valid_namespace(bad), "{bad:?}");
+        }
     }
 }

@@ -36,16 +36,6 @@ pub struct Containerd {
 #[error("containerd namespace {0:?} is not a valid header value")]
 pub struct InvalidNamespace(pub String);
 
-/// Whether containerd accepts `namespace` as a namespace name (its rule: runs of ASCII
-/// letters and digits joined by single '.', '_' or '-', at most 76 characters), which also
-/// makes it a valid header value.
-pub fn valid_namespace(namespace: &str) -> bool {
-    namespace.len() <= 76
-        && namespace
-            .split(['.', '_', '-'])
-            .all(|run| !run.is_empty() && run.chars().all(|c| c.is_ascii_alphanumeric()))
-}
-
 impl Containerd {
     pub fn new(channel: Channel, namespace: &str) -> Result<Self, InvalidNamespace> {
         let parsed = namespace
@@ -182,29 +172,5 @@ impl Containerd {
             }))
             .await?;
         Ok(answer.into_inner().mounts)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::valid_namespace;
-
-    #[test]
-    fn namespaces_containerd_accepts() {
-        for ok in ["k8s.io", "default", "moby", "a-b_c.d", "x1"] {
-            assert!(valid_namespace(ok), "{ok}");
-        }
-        for bad in [
-            "",
-            ".k8s",
-            "k8s.",
-            "a..b",
-            "k8s io",
-            "k8s/io",
-            "ns\n",
-            &"a".repeat(77),
-        ] {
-            assert!(!valid_namespace(bad), "{bad:?}");
-        }
     }
 }
