@@ -269,4 +269,73 @@ mod tests {
         assert_eq!(verify(removed.as_bytes()).unwrap_err().line, 2);
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    /// A log written by the code before the audit's types were enums (issue 10) still
+    /// verifies, and the same attempts recorded now give the very same bytes: the hashed
+    /// text did not change.
+    #[tokio::test]
+    async fn a_log_written_before_the_enums_verifies_and_is_reproduced_byte_for_byte() {
+        let before = include_str!("testdata/written-before-issue-10.jsonl");
+        assert_eq!(verify(before.as_bytes()), Ok(3));
+
+        let dir = std::env::temp_dir().join(format!("ckpt-audit-compat-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let log = AuditLog::new(dir.join("audit.jsonl"));
+        let mut checkpoint = Record {
+            time: "2026-11-26T05:00:00.000000000Z".into(),
+            action: Action::Checkpoint,
+            caller_pid: 4242,
+            caller_uid: 0,
+            container_id: "0123456789ab".into(),
+            container: "counter".into(),
+            pod: "demo".into(),
+            namespace: "default".into(),
+            location: "/var/lib/kubelet/checkpoints/checkpoint-demo_default-counter-2026-11-26T05:00:00Z.tar".into(),
+            engine: "emulated".into(),
+            sha256: "a".repeat(64),
+            size: 1 << 20,
+            duration_ms: 431,
+            ..Default::default()
+        };
+        checkpoint.conclude(Ok(()));
+        log.append(&checkpoint).await.unwrap();
+        let mut denied = Record {
+            time: "2026-11-26T05:01:00.000000000Z".into(),
+            action: Action::Restore,
+            caller_pid: 4243,
+            container: "counter".into(),
+            pod: "demo2".into(),
+            namespace: "other".into(),
+            location: "/var/lib/kubelet/checkpoints/x.tar".into(),
+            ..Default::default()
+        };
+        denied.conclude(Err(&crate::grpc::Status::new(
+            crate::grpc::Code::PermissionDenied,
+            "the checkpoint is of a container in namespace \"default\"; restoring it into namespace \"other\" is not allowed (restore.allow_cross_namespace)",
+        )));
+        log.append(&denied).await.unwrap();
+        let mut failed = Record {
+            time: "2026-11-26T05:02:00.000000000Z".into(),
+            action: Action::Restore,
+            caller_pid: 4244,
+            container_id: "fedcba987654".into(),
+            container: "counter".into(),
+            pod: "demo3".into(),
+            namespace: "default".into(),
+            location: "localhost/ckpt/counter:checkpoint@sha256:00".into(),
+            engine: "wrapper".into(),
+            sha256: "b".repeat(64),
+            size: 2048,
+            duration_ms: 12,
+            ..Default::default()
+        };
+        failed.conclude(Err(&crate::grpc::Status::new(
+            crate::grpc::Code::FailedPrecondition,
+            "ünïcode and \"quotes\"",
+        )));
+        log.append(&failed).await.unwrap();
+        let now = std::fs::read_to_string(dir.join("audit.jsonl")).unwrap();
+        assert_eq!(now, before);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
