@@ -6,7 +6,7 @@
 //!
 //! Runs alternate; medians and ratios are printed with the shim's peak RSS. Run with
 //!
-//!     cargo build --release -p ckpt-shim && cargo bench -p ckpt-shim-tests --bench checkpoint
+//!     cargo build --release -p ckpt-shim -p ckpt-shim-runc && cargo bench -p ckpt-shim-tests --bench checkpoint
 
 use std::time::{Duration, Instant};
 

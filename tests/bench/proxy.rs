@@ -1,7 +1,7 @@
 //! Proxy overhead benchmark: the fake runtime driven directly and through the shim in one
 //! run, with the ratio printed per case. Run with
 //!
-//!     cargo build --release -p ckpt-shim && cargo bench -p ckpt-shim-tests --bench proxy
+//!     cargo build --release -p ckpt-shim -p ckpt-shim-runc && cargo bench -p ckpt-shim-tests --bench proxy
 //!
 //! Cases: Version and a small ListContainers at concurrency 1 and 64 (latency p50/p99 and
 //! throughput), a 16 MiB ListContainers answer (time per call), and the shim's peak RSS.

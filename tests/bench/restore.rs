@@ -9,7 +9,7 @@
 //!
 //! Medians and ratios are printed. Run with
 //!
-//!     cargo build --release -p ckpt-shim && cargo bench -p ckpt-shim-tests --bench restore
+//!     cargo build --release -p ckpt-shim -p ckpt-shim-runc && cargo bench -p ckpt-shim-tests --bench restore
 
 use std::time::{Duration, Instant};
 
