@@ -3,10 +3,10 @@
 //! API (`Engine::Emulated`) where the CRI answers UNIMPLEMENTED. `checkpoint.mode` can force
 //! either.
 
+use super::error::Error;
 use crate::api::cri::{CheckpointContainerRequest, VersionRequest};
 use crate::config::CheckpointMode;
-use crate::grpc::Status;
-use crate::runtime::{runtime_error, CriClient};
+use crate::runtime::CriClient;
 
 /// Who makes the checkpoint: the sidecar's `engine` (`Unknown` is never chosen).
 pub use ckpt_format::sidecar::Engine;
@@ -52,13 +52,13 @@ impl Capability {
     /// (it is cheap and the sidecar needs it); the capability is probed on the first
     /// checkpoint and again whenever the version changes (a reconnect to a restarted or
     /// upgraded runtime).
-    pub async fn engine(&self) -> Result<(Engine, RuntimeVersion), Status> {
+    pub async fn engine(&self) -> Result<(Engine, RuntimeVersion), Error> {
         let version = self
             .cri
             .clone()
             .version(VersionRequest::default())
             .await
-            .map_err(|e| runtime_error(e, "the runtime's Version failed"))?
+            .map_err(|e| Error::runtime(e, "the runtime's Version failed"))?
             .into_inner();
         let runtime = RuntimeVersion {
             name: version.runtime_name,
@@ -82,7 +82,7 @@ impl Capability {
 
     /// CheckpointContainer for no container: UNIMPLEMENTED where the CRI has none, an
     /// argument or not-found error where it has one. Touches nothing.
-    async fn probe(&self) -> Result<Engine, Status> {
+    async fn probe(&self) -> Result<Engine, Error> {
         match self
             .cri
             .clone()
@@ -91,7 +91,7 @@ impl Capability {
         {
             Err(e) if e.code() == tonic::Code::Unimplemented => Ok(Engine::Emulated),
             Err(e) if e.code() == tonic::Code::Unavailable => {
-                Err(runtime_error(e, "probing CheckpointContainer"))
+                Err(Error::runtime(e, "probing CheckpointContainer"))
             }
             _ => Ok(Engine::Native),
         }
@@ -103,7 +103,7 @@ impl Capability {
     pub async fn detect_now(&self) {
         *self.detected.lock().await = None;
         if let Err(status) = self.engine().await {
-            tracing::info!(%status, "checkpoint capability not detected yet: the runtime does not answer; trying again when it is connected");
+            tracing::info!(status = %status, "checkpoint capability not detected yet: the runtime does not answer; trying again when it is connected");
         }
     }
 

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::abort;
-use crate::grpc::{Code, Status};
+use super::error::Error;
 use crate::runtime::containerd::Containerd;
 
 pub struct Claims {
@@ -27,15 +27,10 @@ impl Claims {
     }
 
     /// Marks the container busy until the guard drops; ABORTED if it already is.
-    pub fn claim(&self, id: &str) -> Result<Busy, Status> {
+    pub fn claim(&self, id: &str) -> Result<Busy, Error> {
         let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
         if !busy.insert(id.to_owned()) {
-            return Err(Status::new(
-                Code::Aborted,
-                format!(
-                    "container {id} is already being checkpointed; try again when that one is done"
-                ),
-            ));
+            return Err(Error::Busy(id.to_owned()));
         }
         let marker = self.inflight_dir.join(id);
         let written = std::fs::create_dir_all(&self.inflight_dir)

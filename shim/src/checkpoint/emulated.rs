@@ -16,11 +16,11 @@ use ckpt_format::members::{
     SPEC_DUMP, STATS_DUMP, STATUS_DUMP,
 };
 
-use super::archive_writer::{classify, ArchiveWriter, Written};
+use super::archive_writer::{ArchiveWriter, Written};
+use super::error::Error;
 use super::location::Location;
 use super::{abort, metadata, rootfs, Checkpointer, Target};
 use crate::api::containerd::runc::v1::CheckpointOptions;
-use crate::grpc::{Code, Status};
 
 /// What the engine made, for the sidecar.
 pub struct Made {
@@ -89,14 +89,15 @@ pub async fn run(
     location: &Location,
     options: CheckpointOptions,
     deadline: Option<Instant>,
-) -> Result<Made, Status> {
+) -> Result<Made, Error> {
     let settings = &cx.settings;
-    let container = cx.containerd.container(&target.id).await.map_err(|e| {
-        super::runtime_error(e, &format!("containerd has no container {}", target.id))
-    })?;
+    let container =
+        cx.containerd.container(&target.id).await.map_err(|e| {
+            Error::runtime(e, &format!("containerd has no container {}", target.id))
+        })?;
     let spec = container.spec.map(|s| s.value).unwrap_or_default();
     let staging = Staging::create(&settings.work_dir, &target.id).map_err(|e| {
-        Status::internal(format!(
+        Error::Internal(format!(
             "cannot create a staging directory in {}: {e}",
             settings.work_dir.display()
         ))
@@ -118,10 +119,7 @@ pub async fn run(
                 let killed = abort::kill_dump(&target.id);
                 let state = abort::unfreeze(&cx.containerd, &target.id).await;
                 tracing::warn!(container = %target.id, killed, ?state, "checkpoint timed out during the CRIU dump");
-                return Err(Status::new(
-                    Code::DeadlineExceeded,
-                    format!("the checkpoint's timeout passed during the CRIU dump; it was aborted (container state afterwards: {state:?})"),
-                ));
+                return Err(Error::DumpTimedOut(format!("{state:?}")));
             }
         },
         None => dump.await,
@@ -138,7 +136,7 @@ pub async fn run(
         .containerd
         .mounts(&container.snapshotter, &container.snapshot_key)
         .await
-        .map_err(|e| super::runtime_error(e, "cannot read the container's snapshot mounts"))?
+        .map_err(|e| Error::runtime(e, "cannot read the container's snapshot mounts"))?
         .iter()
         .find_map(|m| rootfs::upperdir(&m.r#type, &m.options));
     let limit = (settings.max_archive_bytes > 0).then_some(settings.max_archive_bytes);
@@ -153,11 +151,8 @@ pub async fn run(
     let work = staging.dir.clone();
     let images = staging.images();
     let criu_work = staging.criu_work();
-    let written = tokio::task::spawn_blocking(move || -> Result<Made, Status> {
-        let fail = |e: std::io::Error| {
-            let (code, why) = classify(&e);
-            Status::new(code, why)
-        };
+    let written = tokio::task::spawn_blocking(move || -> Result<Made, Error> {
+        let fail = Error::Archive;
         let mut w = ArchiveWriter::create(&path, limit, deadline).map_err(fail)?;
         w.add_bytes(CONFIG_DUMP, &config_dump).map_err(fail)?;
         w.add_bytes(SPEC_DUMP, &spec).map_err(fail)?;
@@ -165,7 +160,7 @@ pub async fn run(
         if let Some(upper) = upper {
             let diff_tar = work.join(ROOTFS_DIFF);
             let diff = rootfs::write_diff(&upper, &diff_tar).map_err(|e| {
-                Status::internal(format!(
+                Error::Internal(format!(
                     "cannot collect the writable layer {}: {e}",
                     upper.display()
                 ))
@@ -197,7 +192,7 @@ pub async fn run(
         w.add_dir(CHECKPOINT_DIR).map_err(fail)?;
         let mut files: Vec<_> = std::fs::read_dir(&images)
             .and_then(|d| d.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| Status::internal(format!("cannot list the CRIU images: {e}")))?;
+            .map_err(|e| Error::Internal(format!("cannot list the CRIU images: {e}")))?;
         files.sort_by_key(|e| e.file_name());
         for f in files {
             let name = f.file_name();
@@ -216,7 +211,7 @@ pub async fn run(
         })
     })
     .await
-    .map_err(|e| Status::internal(format!("the archive writer stopped: {e}")))?;
+    .map_err(|e| Error::Internal(format!("the archive writer stopped: {e}")))?;
     drop(staging);
     written
 }
@@ -228,27 +223,25 @@ fn read_head(path: &Path) -> Option<Vec<u8>> {
     Some(buf)
 }
 
-/// INTERNAL with the last error lines of CRIU's log, the log kept for debugging.
+/// The failure with the last error lines of CRIU's log, the log kept for debugging.
 fn criu_failure(
     settings: &crate::config::CheckpointSettings,
     target: &Target,
     staging: &Staging,
     err: &tonic::Status,
-) -> Status {
+) -> Error {
     let log = staging.criu_work().join(DUMP_LOG);
     let text = std::fs::read_to_string(&log).unwrap_or_default();
-    let tail = last_errors(&text, 8);
     let kept = keep_log(settings, target, &log);
-    Status::internal(format!(
-        "CRIU dump of container {} failed: {}; CRIU log {}:\n{}",
-        target.id,
-        err.message(),
-        kept.as_deref().map_or_else(
+    Error::CriuFailed {
+        id: target.id.clone(),
+        message: err.message().to_owned(),
+        log: kept.as_deref().map_or_else(
             || "was not written".to_owned(),
-            |p| format!("kept at {}", p.display())
+            |p| format!("kept at {}", p.display()),
         ),
-        tail
-    ))
+        tail: last_errors(&text, 8),
+    }
 }
 
 /// The last `n` lines that report an error (CRIU marks them "Error"), or the last lines.

@@ -6,7 +6,7 @@ use std::path::{Component, Path, PathBuf};
 
 use nix::unistd::{access, AccessFlags};
 
-use crate::grpc::{Code, Status};
+use super::error::{Error, LocationProblem as P};
 
 /// A location that passed every check: absolute, normalised, its directory exists, is
 /// writable and lies inside an allowed directory, and nothing is there yet.
@@ -15,28 +15,29 @@ pub struct Location {
     pub path: PathBuf,
 }
 
-pub fn validate(location: &str, allowed_dirs: &[PathBuf]) -> Result<Location, Status> {
-    let bad = |why: String| Status::invalid_argument(format!("location {location:?}: {why}"));
+pub fn validate(location: &str, allowed_dirs: &[PathBuf]) -> Result<Location, Error> {
+    let bad = |problem: P| Error::Location {
+        location: location.to_owned(),
+        problem,
+    };
     let path = Path::new(location);
     if location.is_empty() || !path.is_absolute() {
-        return Err(bad("must be an absolute path".into()));
+        return Err(bad(P::NotAbsolute));
     }
     if path
         .components()
         .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
         || location.ends_with('/')
     {
-        return Err(bad("must name a file without '.' or '..' components".into()));
+        return Err(bad(P::NotAFileName));
     }
     let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
-        return Err(bad("has no file name".into()));
+        return Err(bad(P::NoFileName));
     };
     // The real directory, symlinks resolved: the allow list is checked against it.
-    let parent = parent
-        .canonicalize()
-        .map_err(|e| bad(format!("its directory cannot be used: {e}")))?;
+    let parent = parent.canonicalize().map_err(|e| bad(P::Directory(e)))?;
     if !parent.is_dir() {
-        return Err(bad("its parent is not a directory".into()));
+        return Err(bad(P::ParentNotADirectory));
     }
     let inside = allowed_dirs.is_empty()
         || allowed_dirs.iter().any(|d| {
@@ -45,28 +46,21 @@ pub fn validate(location: &str, allowed_dirs: &[PathBuf]) -> Result<Location, St
                 .unwrap_or(false)
         });
     if !inside {
-        return Err(bad(format!(
-            "is outside the directories checkpoints may be written to ({})",
+        return Err(bad(P::Outside(
             allowed_dirs
                 .iter()
                 .map(|d| d.display().to_string())
                 .collect::<Vec<_>>()
-                .join(", ")
+                .join(", "),
         )));
     }
     // (A path with a NUL never gets here: canonicalize above refuses it.)
     if let Err(e) = access(parent.as_path(), AccessFlags::W_OK | AccessFlags::X_OK) {
-        return Err(bad(format!(
-            "its directory is not writable: {}",
-            std::io::Error::from(e)
-        )));
+        return Err(bad(P::NotWritable(std::io::Error::from(e))));
     }
     let path = parent.join(name);
     if std::fs::symlink_metadata(&path).is_ok() {
-        return Err(Status::new(
-            Code::AlreadyExists,
-            format!("location {location:?} already exists; a checkpoint never overwrites"),
-        ));
+        return Err(Error::Exists(location.to_owned()));
     }
     Ok(Location { path })
 }
@@ -74,13 +68,14 @@ pub fn validate(location: &str, allowed_dirs: &[PathBuf]) -> Result<Location, St
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::grpc::Code;
 
     #[test]
     fn rules() {
         let dir = std::env::temp_dir().join(format!("ckpt-loc-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let allowed = vec![dir.clone()];
-        let code = |l: &str| validate(l, &allowed).map(|_| ()).unwrap_err().code;
+        let code = |l: &str| validate(l, &allowed).map(|_| ()).unwrap_err().code();
         assert_eq!(code("relative.tar"), Code::InvalidArgument);
         assert_eq!(code(""), Code::InvalidArgument);
         assert_eq!(code("/nonexistent-dir-xyz/a.tar"), Code::InvalidArgument);

@@ -13,6 +13,7 @@ pub mod capability;
 pub mod capture;
 mod claim;
 pub mod emulated;
+mod error;
 mod leftovers;
 pub mod location;
 pub mod metadata;
@@ -32,15 +33,15 @@ use crate::api::cri::CheckpointContainerRequest;
 use crate::audit::{Action, AuditLog, Record};
 use crate::caller::Caller;
 use crate::config::CheckpointSettings;
-use crate::grpc::{Code, Status};
+use crate::grpc::Status;
 use crate::runtime::containerd::Containerd;
-pub(crate) use crate::runtime::runtime_error;
 use crate::runtime::unary::Head;
 use crate::runtime::upstream::Upstream;
 use crate::runtime::{CriClient, ImageClient, Runtime};
 pub use capability::{Engine, RuntimeVersion};
 use claim::Claims;
 pub(crate) use claim::{settle, Busy};
+pub use error::{Error, LocationProblem};
 pub use target::Target;
 
 pub struct Checkpointer {
@@ -100,7 +101,7 @@ impl Checkpointer {
     }
 
     /// Runs one checkpoint to its end and audits it; the answer is the encoded response.
-    pub async fn run(self: Arc<Self>, job: Job) -> Result<Vec<u8>, Status> {
+    pub async fn run(self: Arc<Self>, job: Job) -> Result<Vec<u8>, Error> {
         let start = Instant::now();
         let mut record = Record {
             time: ckpt_format::time::rfc3339(SystemTime::now()),
@@ -121,24 +122,28 @@ impl Checkpointer {
             .checkpoint(&job, &mut record)
             .instrument(span.clone())
             .await;
-        let _in_span = span.enter();
         record.duration_ms = start.elapsed().as_millis() as u64;
-        record.conclude(result.as_ref().map(|_| ()));
+        let status = result.as_ref().err().map(Status::from);
+        record.conclude(status.as_ref().map_or(Ok(()), Err));
         let runtime_ms = result.as_ref().map_or(0, |r| r.as_millis() as u64);
-        if let Some(audit) = &self.audit {
-            if let Err(e) = audit.append(&record).await {
-                tracing::error!(error = %e, "cannot append to the audit log");
+        async {
+            if let Some(audit) = &self.audit {
+                if let Err(e) = audit.append(&record).await {
+                    tracing::error!(error = %e, "cannot append to the audit log");
+                }
             }
+            tracing::info!(
+                result = record.result.map_or("", |o| o.as_str()), code = %record.code, size = record.size,
+                duration_ms = record.duration_ms, runtime_ms, "CheckpointContainer"
+            );
         }
-        tracing::info!(
-            result = record.result.map_or("", |o| o.as_str()), code = %record.code, size = record.size,
-            duration_ms = record.duration_ms, runtime_ms, "CheckpointContainer"
-        );
+        .instrument(span)
+        .await;
         result.map(|_| Vec::new())
     }
 
     /// Returns how long the runtime's part took.
-    async fn checkpoint(&self, job: &Job, record: &mut Record) -> Result<Duration, Status> {
+    async fn checkpoint(&self, job: &Job, record: &mut Record) -> Result<Duration, Error> {
         let started = SystemTime::now();
         let request = &job.request;
         let deadline = (request.timeout > 0)
@@ -173,25 +178,27 @@ impl Checkpointer {
 
         let (mut engine, runtime) = self.capability.engine().await?;
         if engine == Engine::Native && !criu_options.is_empty() {
-            return Err(Status::new(
-                Code::FailedPrecondition,
-                format!("CRIU options {criu_options:?} are only applied when the shim checkpoints itself (checkpoint.mode = emulate); the runtime's own checkpoint takes none"),
-            ));
+            return Err(Error::OptionsNeedEmulate(criu_options));
         }
         let mut made = None;
         if engine == Engine::Native {
-            match native::run(self, &job.head, &job.original, &target, &location, deadline, &mut busy).await? {
+            match native::run(
+                self,
+                &job.head,
+                &job.original,
+                &target,
+                &location,
+                deadline,
+                &mut busy,
+            )
+            .await?
+            {
                 native::Outcome::Done(m) => made = Some(m),
                 native::Outcome::Unimplemented if self.capability.forced().is_none() => {
                     self.capability.mark_unimplemented().await;
                     engine = Engine::Emulated;
                 }
-                native::Outcome::Unimplemented => {
-                    return Err(Status::new(
-                        Code::Unimplemented,
-                        "checkpoint.mode = native but the runtime does not implement CheckpointContainer",
-                    ))
-                }
+                native::Outcome::Unimplemented => return Err(Error::NativeUnimplemented),
             }
         }
         let made = match made {
@@ -211,11 +218,9 @@ impl Checkpointer {
             started,
             &made.written,
         );
-        sidecar::write(&location.path, &side).map_err(|e| {
-            Status::internal(format!(
-                "the archive {} is complete but its sidecar could not be written: {e}",
-                location.path.display()
-            ))
+        sidecar::write(&location.path, &side).map_err(|source| Error::Sidecar {
+            path: location.path.clone(),
+            source,
         })?;
         Ok(made.runtime)
     }

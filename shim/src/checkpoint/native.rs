@@ -20,10 +20,11 @@ use ckpt_format::atomic::{sync_dir, temp_path};
 use super::archive_writer::Written;
 use super::capture::Capture;
 use super::emulated::Made;
+use super::error::Error;
 use super::location::Location;
 use super::{abort, Checkpointer, Target};
 use crate::api::cri::CheckpointContainerRequest;
-use crate::grpc::{frame, patch, Code, Status};
+use crate::grpc::{frame, patch, Code};
 use crate::runtime::unary::{self, Head};
 
 pub enum Outcome {
@@ -40,7 +41,7 @@ pub async fn run(
     location: &Location,
     deadline: Option<Instant>,
     busy: &mut Option<super::Busy>,
-) -> Result<Outcome, Status> {
+) -> Result<Outcome, Error> {
     let temp = temp_path(&location.path);
     let limit = cx.settings.max_archive_bytes;
     // The runtime writes into a FIFO the shim drains, hashing as it goes; where a FIFO cannot
@@ -69,7 +70,7 @@ pub async fn run(
         tokio::spawn(async move { unary::call(&upstream, &head, frame::encode(&payload)).await });
     let answer = match deadline {
         Some(d) => match tokio::time::timeout_at(d.into(), &mut send).await {
-            Ok(a) => a.map_err(|e| Status::internal(format!("the checkpoint call failed: {e}")))?,
+            Ok(a) => a.map_err(|e| Error::Internal(format!("the checkpoint call failed: {e}")))?,
             Err(_) => {
                 send.abort();
                 let killed = abort::kill_dump(&target.id);
@@ -85,21 +86,18 @@ pub async fn run(
                 });
                 discard_later(temp);
                 tracing::warn!(container = %target.id, killed, ?state, "native checkpoint timed out");
-                return Err(Status::new(
-                    Code::DeadlineExceeded,
-                    format!("the checkpoint's timeout passed; the runtime's checkpoint was aborted (container state afterwards: {state:?})"),
-                ));
+                return Err(Error::NativeTimedOut(format!("{state:?}")));
             }
         },
         None => send
             .await
-            .map_err(|e| Status::internal(format!("the checkpoint call failed: {e}")))?,
+            .map_err(|e| Error::Internal(format!("the checkpoint call failed: {e}")))?,
     };
     let answer = match answer {
         Ok(a) => a,
         Err(status) => {
             discard_later(temp);
-            return Err(status);
+            return Err(Error::Upstream(status));
         }
     };
     let runtime = sent.elapsed();
@@ -111,10 +109,7 @@ pub async fn run(
     if code != Code::Ok {
         let _ = std::fs::remove_file(&temp);
         abort::unfreeze(&cx.containerd, &target.id).await;
-        return Err(Status::new(
-            code,
-            format!("the runtime's checkpoint failed: {message}"),
-        ));
+        return Err(Error::RuntimeFailed { code, message });
     }
     let final_path = location.path.clone();
     // A runtime that replaced the FIFO with a file of its own: read that one back.
@@ -122,13 +117,10 @@ pub async fn run(
     let temp = match capture.take() {
         Some(capture) if !replaced => {
             return tokio::task::spawn_blocking(move || {
-                let got = capture.finish().map_err(|e| {
-                    let (code, why) = super::archive_writer::classify(&e);
-                    Status::new(code, format!("receiving the runtime's archive: {why}"))
-                })?;
+                let got = capture.finish().map_err(Error::Receive)?;
                 std::fs::rename(&got.out, &final_path).map_err(|e| {
                     let _ = std::fs::remove_file(&got.out);
-                    Status::internal(format!("{}: {e}", final_path.display()))
+                    Error::Internal(format!("{}: {e}", final_path.display()))
                 })?;
                 sync_dir(&final_path);
                 Ok(Outcome::Done(Made {
@@ -138,7 +130,7 @@ pub async fn run(
                 }))
             })
             .await
-            .map_err(|e| Status::internal(format!("receiving the archive stopped: {e}")))?;
+            .map_err(|e| Error::Internal(format!("receiving the archive stopped: {e}")))?;
         }
         Some(capture) => {
             let moved = temp_path(&location.path);
@@ -156,30 +148,23 @@ pub async fn run(
         result
     })
     .await
-    .map_err(|e| Status::internal(format!("sealing the archive stopped: {e}")))?
+    .map_err(|e| Error::Internal(format!("sealing the archive stopped: {e}")))?
     .map(Outcome::Done)
 }
 
 /// 0600, size limit, digest (one read, which also finds CRIU's version in dump.log), fsync,
 /// rename, directory fsync.
-fn seal(temp: &Path, location: &Path, limit: u64, runtime: Duration) -> Result<Made, Status> {
-    let io_err = |e: io::Error| {
-        let (code, why) = super::archive_writer::classify(&e);
-        Status::new(code, why)
-    };
-    let file = File::open(temp).map_err(|e| {
-        Status::internal(format!(
-            "the runtime reported success but wrote no archive at {}: {e}",
-            temp.display()
-        ))
+fn seal(temp: &Path, location: &Path, limit: u64, runtime: Duration) -> Result<Made, Error> {
+    let io_err = Error::Archive;
+    let file = File::open(temp).map_err(|source| Error::NoArchive {
+        path: temp.to_owned(),
+        source,
     })?;
     file.set_permissions(std::fs::Permissions::from_mode(0o600))
         .map_err(io_err)?;
     let size = file.metadata().map_err(io_err)?.len();
     if limit > 0 && size > limit {
-        return Err(Status::resource_exhausted(format!(
-            "the archive of {size} bytes is larger than the configured maximum of {limit} bytes"
-        )));
+        return Err(Error::TooLarge { size, limit });
     }
     let mut hashing = HashingReader {
         inner: io::BufReader::with_capacity(1 << 20, &file),

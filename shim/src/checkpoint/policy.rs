@@ -1,24 +1,20 @@
 //! Which checkpoints the node's configuration allows: pod namespaces, CRIU options.
 
+use super::error::Error;
 use crate::api::containerd::runc::v1::CheckpointOptions;
 use crate::config::CheckpointSettings;
-use crate::grpc::Status;
 
 /// Pod or container annotation naming extra CRIU options, comma-separated.
 pub const CRIU_OPTIONS_ANNOTATION: &str = "ckpt-shim.io/criu-options";
 
-pub fn namespace(settings: &CheckpointSettings, namespace: &str) -> Result<(), Status> {
+pub fn namespace(settings: &CheckpointSettings, namespace: &str) -> Result<(), Error> {
     if settings.denied_namespaces.iter().any(|n| n == namespace) {
-        return Err(Status::permission_denied(format!(
-            "checkpoints of pods in namespace {namespace:?} are denied by the node's configuration"
-        )));
+        return Err(Error::NamespaceDenied(namespace.to_owned()));
     }
     if !settings.allowed_namespaces.is_empty()
         && !settings.allowed_namespaces.iter().any(|n| n == namespace)
     {
-        return Err(Status::permission_denied(format!(
-            "namespace {namespace:?} is not among the namespaces allowed to be checkpointed"
-        )));
+        return Err(Error::NamespaceNotAllowed(namespace.to_owned()));
     }
     Ok(())
 }
@@ -30,28 +26,24 @@ pub fn criu_options(
     settings: &CheckpointSettings,
     annotation: Option<&str>,
     options: &mut CheckpointOptions,
-) -> Result<Vec<String>, Status> {
+) -> Result<Vec<String>, Error> {
     let Some(value) = annotation else {
         return Ok(Vec::new());
     };
     let mut applied = Vec::new();
     for option in value.split(',').map(str::trim).filter(|o| !o.is_empty()) {
         if !settings.allowed_criu_options.iter().any(|a| a == option) {
-            return Err(Status::permission_denied(format!(
-                "annotation {CRIU_OPTIONS_ANNOTATION} asks for CRIU option {option:?}, which the node's configuration does not allow (allowed: {:?})",
-                settings.allowed_criu_options
-            )));
+            return Err(Error::OptionNotAllowed {
+                option: option.to_owned(),
+                allowed: settings.allowed_criu_options.clone(),
+            });
         }
         match option {
             "tcp-established" => options.open_tcp = true,
             "file-locks" => options.file_locks = true,
             "external-unix-sockets" => options.external_unix_sockets = true,
             "shell-job" => options.terminal = true,
-            _ => {
-                return Err(Status::invalid_argument(format!(
-                    "unknown CRIU option {option:?} in {CRIU_OPTIONS_ANNOTATION}"
-                )))
-            }
+            _ => return Err(Error::UnknownOption(option.to_owned())),
         }
         applied.push(option.to_owned());
     }
@@ -70,7 +62,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            namespace(&s, "kube-system").unwrap_err().code,
+            namespace(&s, "kube-system").unwrap_err().code(),
             Code::PermissionDenied
         );
         assert!(namespace(&s, "default").is_ok());

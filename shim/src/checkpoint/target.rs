@@ -3,12 +3,12 @@
 
 use std::collections::HashMap;
 
+use super::error::Error;
 use crate::api::cri::{
     ContainerState, ContainerStatus, ContainerStatusRequest, ImageSpec, ImageStatusRequest,
 };
-use crate::grpc::{Code, Status};
 use crate::runtime::containerd::Containerd;
-use crate::runtime::{runtime_error, CriClient, ImageClient};
+use crate::runtime::{CriClient, ImageClient};
 
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -44,9 +44,9 @@ pub struct Resolver<'a> {
 
 impl Resolver<'_> {
     /// The container, which must exist and run.
-    pub async fn resolve(&self, container_id: &str) -> Result<Target, Status> {
+    pub async fn resolve(&self, container_id: &str) -> Result<Target, Error> {
         if container_id.is_empty() {
-            return Err(Status::invalid_argument("container_id is empty"));
+            return Err(Error::NoContainerId);
         }
         let answer = self
             .cri
@@ -57,24 +57,22 @@ impl Resolver<'_> {
             })
             .await
             .map_err(|e| match e.code() {
-                tonic::Code::NotFound => Status::new(
-                    Code::NotFound,
-                    format!("container {container_id:?} not found: {}", e.message()),
-                ),
-                _ => runtime_error(e, "ContainerStatus failed"),
+                tonic::Code::NotFound => Error::NotFound {
+                    id: container_id.to_owned(),
+                    message: e.message().to_owned(),
+                },
+                _ => Error::runtime(e, "ContainerStatus failed"),
             })?
             .into_inner();
-        let status = answer
-            .status
-            .ok_or_else(|| Status::internal("the runtime's ContainerStatus has no status"))?;
+        let status = answer.status.ok_or(Error::NoStatus)?;
         if status.state != ContainerState::ContainerRunning as i32 {
             let state = ContainerState::try_from(status.state)
                 .map(|s| s.as_str_name())
                 .unwrap_or("unknown");
-            return Err(Status::new(
-                Code::FailedPrecondition,
-                format!("container {container_id:?} is not running (state {state})"),
-            ));
+            return Err(Error::NotRunning {
+                id: container_id.to_owned(),
+                state: state.to_owned(),
+            });
         }
         let annotations_spec = answer
             .info

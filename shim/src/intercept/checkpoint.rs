@@ -30,7 +30,7 @@ pub async fn decide(
     };
     match tokio::spawn(checkpointer.clone().run(job)).await {
         Ok(Ok(response)) => Decision::Reply(response.into()),
-        Ok(Err(status)) => Decision::Answer(status),
+        Ok(Err(e)) => Decision::Answer(e.into()),
         Err(e) => Decision::Answer(Status::internal(format!("the checkpoint task failed: {e}"))),
     }
 }
