@@ -4,19 +4,13 @@
 //! either.
 
 use super::error::Error;
-use crate::api::cri::{CheckpointContainerRequest, VersionRequest};
+use crate::api::cri::CheckpointContainerRequest;
 use crate::config::CheckpointMode;
-use crate::runtime::CriClient;
+pub use crate::runtime::RuntimeVersion;
+use crate::runtime::{self, CriClient};
 
 /// Who makes the checkpoint: the sidecar's `engine` (`Unknown` is never chosen).
 pub use ckpt_format::sidecar::Engine;
-
-/// The runtime's name and version, as its CRI Version reports them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RuntimeVersion {
-    pub name: String,
-    pub version: String,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Detected {
@@ -53,17 +47,9 @@ impl Capability {
     /// checkpoint and again whenever the version changes (a reconnect to a restarted or
     /// upgraded runtime).
     pub async fn engine(&self) -> Result<(Engine, RuntimeVersion), Error> {
-        let version = self
-            .cri
-            .clone()
-            .version(VersionRequest::default())
+        let runtime = runtime::version(&self.cri)
             .await
-            .map_err(|e| Error::runtime(e, "the runtime's Version failed"))?
-            .into_inner();
-        let runtime = RuntimeVersion {
-            name: version.runtime_name,
-            version: version.runtime_version,
-        };
+            .map_err(|e| Error::runtime(e, "the runtime's Version failed"))?;
         let mut detected = self.detected.lock().await;
         if let Some(d) = detected.as_ref().filter(|d| d.runtime == runtime) {
             return Ok((self.forced().unwrap_or(d.engine), runtime));

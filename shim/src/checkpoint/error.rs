@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use super::policy::CRIU_OPTIONS_ANNOTATION;
+use crate::grpc::status::Coded;
 use crate::grpc::{Code, Status};
 
 /// What is wrong with the location kubelet asked for.
@@ -113,8 +114,10 @@ impl Error {
             status,
         }
     }
+}
 
-    pub fn code(&self) -> Code {
+impl Coded for Error {
+    fn code(&self) -> Code {
         match self {
             Error::Location { .. } | Error::NoContainerId | Error::UnknownOption(_) => {
                 Code::InvalidArgument
@@ -140,19 +143,11 @@ impl Error {
             | Error::Internal(_) => Code::Internal,
         }
     }
-}
 
-impl From<&Error> for Status {
-    fn from(e: &Error) -> Status {
-        match e {
-            Error::Upstream(status) => status.clone(),
-            e => Status::new(e.code(), e.to_string()),
+    fn relayed(&self) -> Option<&Status> {
+        match self {
+            Error::Upstream(status) => Some(status),
+            _ => None,
         }
-    }
-}
-
-impl From<Error> for Status {
-    fn from(e: Error) -> Status {
-        Status::from(&e)
     }
 }

@@ -68,6 +68,7 @@ pub fn validate(location: &str, allowed_dirs: &[PathBuf]) -> Result<Location, Er
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::grpc::status::Coded;
     use crate::grpc::Code;
 
     #[test]

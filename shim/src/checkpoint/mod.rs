@@ -123,7 +123,7 @@ impl Checkpointer {
             .instrument(span.clone())
             .await;
         record.duration_ms = start.elapsed().as_millis() as u64;
-        let status = result.as_ref().err().map(Status::from);
+        let status = result.as_ref().err().map(Status::of);
         record.conclude(status.as_ref().map_or(Ok(()), Err));
         let runtime_ms = result.as_ref().map_or(0, |r| r.as_millis() as u64);
         async {

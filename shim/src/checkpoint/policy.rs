@@ -53,6 +53,7 @@ pub fn criu_options(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::grpc::status::Coded;
     use crate::grpc::Code;
 
     #[test]

@@ -61,6 +61,32 @@ impl Status {
     }
 }
 
+/// A domain error that knows which gRPC code it answers with: the edge turns it into a
+/// [`Status`] with its `Display` text as the message.
+pub trait Coded: std::fmt::Display {
+    fn code(&self) -> Code;
+
+    /// A status to pass on exactly as it came (the runtime's own answer), if this is one.
+    fn relayed(&self) -> Option<&Status> {
+        None
+    }
+}
+
+impl Status {
+    /// The status a domain error answers with.
+    pub fn of(e: &impl Coded) -> Status {
+        e.relayed()
+            .cloned()
+            .unwrap_or_else(|| Status::new(e.code(), e.to_string()))
+    }
+}
+
+impl<E: Coded> From<E> for Status {
+    fn from(e: E) -> Status {
+        Status::of(&e)
+    }
+}
+
 impl std::fmt::Display for Status {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:?}: {}", self.code, self.message)

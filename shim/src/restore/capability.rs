@@ -5,9 +5,9 @@
 
 use super::error::Error;
 use super::{runtime_config, stage};
-use crate::api::cri::{StatusRequest, VersionRequest};
+use crate::api::cri::StatusRequest;
 use crate::config::RestoreMode;
-use crate::runtime::CriClient;
+use crate::runtime::{self, CriClient};
 
 /// Who brings the checkpointed process back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,16 +56,12 @@ impl RuntimeSetup {
                 if wrapper.is_ok() {
                     return Ok(Engine::Wrapper);
                 }
-                let v = self
-                    .cri
-                    .clone()
-                    .version(VersionRequest::default())
+                let v = runtime::version(&self.cri)
                     .await
-                    .map_err(|e| Error::runtime(e, "the runtime's Version failed"))?
-                    .into_inner();
+                    .map_err(|e| Error::runtime(e, "the runtime's Version failed"))?;
                 // containerd ignores deleted.files: such an archive would get its deleted
                 // files back.
-                if restores_natively(&v.runtime_name, &v.runtime_version)
+                if restores_natively(&v.name, &v.version)
                     && staged.has_status
                     && !staged.has_deleted_files
                 {

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use super::runtime_config::NotSetUp;
+use crate::grpc::status::Coded;
 use crate::grpc::{Code, Status};
 use ckpt_format::plan::ANNOTATION;
 
@@ -87,8 +88,10 @@ impl Error {
             status,
         }
     }
+}
 
-    pub fn code(&self) -> Code {
+impl Coded for Error {
+    fn code(&self) -> Code {
         match self {
             Error::Runtime { status, .. } => status.code(),
             Error::Answer(status) => status.code,
@@ -122,22 +125,11 @@ impl Error {
             Error::SidecarUnreadable { .. } | Error::Internal(_) => Code::Internal,
         }
     }
-}
 
-impl From<Error> for Status {
-    fn from(e: Error) -> Status {
-        match e {
-            Error::Answer(status) => status,
-            e => Status::new(e.code(), e.to_string()),
-        }
-    }
-}
-
-impl From<&Error> for Status {
-    fn from(e: &Error) -> Status {
-        match e {
-            Error::Answer(status) => status.clone(),
-            e => Status::new(e.code(), e.to_string()),
+    fn relayed(&self) -> Option<&Status> {
+        match self {
+            Error::Answer(status) => Some(status),
+            _ => None,
         }
     }
 }

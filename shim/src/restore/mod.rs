@@ -405,7 +405,7 @@ impl Restorer {
 
     async fn finish(&self, record: &mut Record, started: Instant, result: Result<(), &Error>) {
         record.duration_ms = started.elapsed().as_millis() as u64;
-        let status = result.err().map(Status::from);
+        let status = result.err().map(Status::of);
         record.conclude(status.as_ref().map_or(Ok(()), Err));
         if let Some(status) = &status {
             tracing::warn!(container = %record.container, source = %record.location, %status, "restore refused or failed");

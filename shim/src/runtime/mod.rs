@@ -31,6 +31,26 @@ pub fn runtime_error(e: tonic::Status, context: &str) -> crate::grpc::Status {
     crate::grpc::Status::new(e.code(), format!("{context}: {}", e.message()))
 }
 
+/// The runtime's name and version, as its CRI Version reports them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeVersion {
+    pub name: String,
+    pub version: String,
+}
+
+/// Asks the runtime's CRI for its name and version.
+pub async fn version(cri: &CriClient) -> Result<RuntimeVersion, tonic::Status> {
+    let answer = cri
+        .clone()
+        .version(crate::api::cri::VersionRequest::default())
+        .await?
+        .into_inner();
+    Ok(RuntimeVersion {
+        name: answer.runtime_name,
+        version: answer.runtime_version,
+    })
+}
+
 /// The user-agent prefix of the calls the shim makes itself.
 pub const USER_AGENT: &str = concat!("ckpt-shim/", env!("CARGO_PKG_VERSION"));
 
