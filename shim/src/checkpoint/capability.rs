@@ -6,6 +6,7 @@
 use super::error::Error;
 use crate::api::cri::CheckpointContainerRequest;
 use crate::config::CheckpointMode;
+use crate::runtime::CallFailed;
 pub use crate::runtime::RuntimeVersion;
 use crate::runtime::{self, CriClient};
 
@@ -49,7 +50,7 @@ impl Capability {
     pub async fn engine(&self) -> Result<(Engine, RuntimeVersion), Error> {
         let runtime = runtime::version(&self.cri)
             .await
-            .map_err(|e| Error::runtime(e, "the runtime's Version failed"))?;
+            .map_err(|e| CallFailed::new(e, "the runtime's Version failed"))?;
         let mut detected = self.detected.lock().await;
         if let Some(d) = detected.as_ref().filter(|d| d.runtime == runtime) {
             return Ok((self.forced().unwrap_or(d.engine), runtime));
@@ -77,7 +78,7 @@ impl Capability {
         {
             Err(e) if e.code() == tonic::Code::Unimplemented => Ok(Engine::Emulated),
             Err(e) if e.code() == tonic::Code::Unavailable => {
-                Err(Error::runtime(e, "probing CheckpointContainer"))
+                Err(CallFailed::new(e, "probing CheckpointContainer").into())
             }
             _ => Ok(Engine::Native),
         }

@@ -21,6 +21,7 @@ use super::error::Error;
 use super::location::Location;
 use super::{abort, metadata, rootfs, Checkpointer, Target};
 use crate::api::containerd::runc::v1::CheckpointOptions;
+use crate::runtime::CallFailed;
 
 /// What the engine made, for the sidecar.
 pub struct Made {
@@ -93,7 +94,7 @@ pub async fn run(
     let settings = &cx.settings;
     let container =
         cx.containerd.container(&target.id).await.map_err(|e| {
-            Error::runtime(e, &format!("containerd has no container {}", target.id))
+            CallFailed::new(e, &format!("containerd has no container {}", target.id))
         })?;
     let spec = container.spec.map(|s| s.value).unwrap_or_default();
     let staging = Staging::create(&settings.work_dir, &target.id).map_err(|e| {
@@ -136,7 +137,7 @@ pub async fn run(
         .containerd
         .mounts(&container.snapshotter, &container.snapshot_key)
         .await
-        .map_err(|e| Error::runtime(e, "cannot read the container's snapshot mounts"))?
+        .map_err(|e| CallFailed::new(e, "cannot read the container's snapshot mounts"))?
         .iter()
         .find_map(|m| rootfs::upperdir(&m.r#type, &m.options));
     let limit = (settings.max_archive_bytes > 0).then_some(settings.max_archive_bytes);

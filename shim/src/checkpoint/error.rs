@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use super::policy::CRIU_OPTIONS_ANNOTATION;
 use crate::grpc::status::Coded;
 use crate::grpc::{Code, Status};
+use crate::runtime::CallFailed;
 
 /// What is wrong with the location kubelet asked for.
 #[derive(Debug, thiserror::Error)]
@@ -61,11 +62,8 @@ pub enum Error {
     #[error("checkpoint.mode = native but the runtime does not implement CheckpointContainer")]
     NativeUnimplemented,
     /// A call the shim made to the runtime failed: its code is kept.
-    #[error("{context}: {}", .status.message())]
-    Runtime {
-        context: String,
-        status: tonic::Status,
-    },
+    #[error(transparent)]
+    Runtime(#[from] CallFailed),
     /// The passed-through checkpoint never got an answer (the runtime's connection failed).
     #[error("{}", .0.message)]
     Upstream(Status),
@@ -106,16 +104,6 @@ pub enum Error {
     Internal(String),
 }
 
-impl Error {
-    /// A runtime call that failed, with what the shim was doing.
-    pub fn runtime(status: tonic::Status, context: &str) -> Self {
-        Error::Runtime {
-            context: context.to_owned(),
-            status,
-        }
-    }
-}
-
 impl Coded for Error {
     fn code(&self) -> Code {
         match self {
@@ -130,7 +118,7 @@ impl Coded for Error {
             | Error::OptionNotAllowed { .. } => Code::PermissionDenied,
             Error::Busy(_) => Code::Aborted,
             Error::NativeUnimplemented => Code::Unimplemented,
-            Error::Runtime { status, .. } => status.code(),
+            Error::Runtime(e) => e.code(),
             Error::RuntimeFailed { code, .. } => *code,
             Error::Upstream(status) => status.code,
             Error::DumpTimedOut(_) | Error::NativeTimedOut(_) => Code::DeadlineExceeded,

@@ -8,6 +8,7 @@ use crate::api::cri::{
     ContainerState, ContainerStatus, ContainerStatusRequest, ImageSpec, ImageStatusRequest,
 };
 use crate::runtime::containerd::Containerd;
+use crate::runtime::CallFailed;
 use crate::runtime::{CriClient, ImageClient};
 
 #[derive(Debug, Clone)]
@@ -61,7 +62,7 @@ impl Resolver<'_> {
                     id: container_id.to_owned(),
                     message: e.message().to_owned(),
                 },
-                _ => Error::runtime(e, "ContainerStatus failed"),
+                _ => CallFailed::new(e, "ContainerStatus failed").into(),
             })?
             .into_inner();
         let status = answer.status.ok_or(Error::NoStatus)?;

@@ -7,6 +7,7 @@ use super::error::Error;
 use super::{runtime_config, stage};
 use crate::api::cri::StatusRequest;
 use crate::config::RestoreMode;
+use crate::runtime::CallFailed;
 use crate::runtime::{self, CriClient};
 
 /// Who brings the checkpointed process back.
@@ -58,7 +59,7 @@ impl RuntimeSetup {
                 }
                 let v = runtime::version(&self.cri)
                     .await
-                    .map_err(|e| Error::runtime(e, "the runtime's Version failed"))?;
+                    .map_err(|e| CallFailed::new(e, "the runtime's Version failed"))?;
                 // containerd ignores deleted.files: such an archive would get its deleted
                 // files back.
                 if restores_natively(&v.name, &v.version)
@@ -95,7 +96,7 @@ impl RuntimeSetup {
             .clone()
             .status(StatusRequest { verbose: true })
             .await
-            .map_err(|e| Error::runtime(e, "the runtime's Status failed"))?
+            .map_err(|e| CallFailed::new(e, "the runtime's Status failed"))?
             .into_inner();
         let config = answer
             .info

@@ -6,18 +6,16 @@ use std::path::PathBuf;
 use super::runtime_config::NotSetUp;
 use crate::grpc::status::Coded;
 use crate::grpc::{Code, Status};
+use crate::runtime::CallFailed;
 use ckpt_format::plan::ANNOTATION;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("the annotation {ANNOTATION} is reserved for the shim")]
     ReservedAnnotation,
-    /// A call to the runtime failed: its code is kept.
-    #[error("{context}: {}", .status.message())]
-    Runtime {
-        context: String,
-        status: tonic::Status,
-    },
+    /// A call the shim made to the runtime failed: its code is kept.
+    #[error(transparent)]
+    Runtime(#[from] CallFailed),
     /// The runtime's own answer to the call the shim sent on, as it came (plus notes).
     #[error("{}", .0.message)]
     Answer(Status),
@@ -80,20 +78,10 @@ pub enum Error {
     Internal(String),
 }
 
-impl Error {
-    /// A runtime call that failed, with what the shim was doing.
-    pub fn runtime(status: tonic::Status, context: &str) -> Self {
-        Error::Runtime {
-            context: context.to_owned(),
-            status,
-        }
-    }
-}
-
 impl Coded for Error {
     fn code(&self) -> Code {
         match self {
-            Error::Runtime { status, .. } => status.code(),
+            Error::Runtime(e) => e.code(),
             Error::Answer(status) => status.code,
             Error::NoSandbox(_) => Code::NotFound,
             Error::Unreadable { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {

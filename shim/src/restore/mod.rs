@@ -36,7 +36,7 @@ use crate::audit::{Action, AuditLog, Record};
 use crate::caller::Caller;
 use crate::config::{RestoreMode, RestoreSettings};
 use crate::grpc::Status;
-use crate::runtime::{CriClient, ImageClient, Runtime};
+use crate::runtime::{CallFailed, CriClient, ImageClient, Runtime};
 pub use capability::{restores_natively, Engine};
 use ckpt_format::plan::{self, Plan, ANNOTATION};
 use ckpt_shim_runc::staged::remove_staged;
@@ -287,7 +287,7 @@ impl Restorer {
     async fn ensure_image(&self, image: &str) -> Result<(), Error> {
         let present = detect::image_status(&self.images, image)
             .await
-            .map_err(|e| Error::runtime(e, "ImageStatus of the checkpoint's base image"))?
+            .map_err(|e| CallFailed::new(e, "ImageStatus of the checkpoint's base image"))?
             .is_some();
         if present {
             return Ok(());
@@ -304,7 +304,7 @@ impl Restorer {
             })
             .await
             .map_err(|e| {
-                Error::runtime(e, &format!("pulling the checkpoint's base image {image}"))
+                CallFailed::new(e, &format!("pulling the checkpoint's base image {image}"))
             })?;
         Ok(())
     }

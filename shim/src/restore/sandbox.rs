@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use super::error::Error;
 use crate::api::cri::PodSandboxStatusRequest;
+use crate::runtime::CallFailed;
 use crate::runtime::CriClient;
 
 pub struct SandboxView {
@@ -23,7 +24,7 @@ pub async fn view(cri: &CriClient, id: &str) -> Result<SandboxView, Error> {
             verbose: true,
         })
         .await
-        .map_err(|e| Error::runtime(e, "PodSandboxStatus of the new container's pod"))?
+        .map_err(|e| CallFailed::new(e, "PodSandboxStatus of the new container's pod"))?
         .into_inner();
     let status = answer
         .status

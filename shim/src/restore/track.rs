@@ -11,6 +11,7 @@ use super::error::Error;
 use crate::api::cri::{ContainerStatusRequest, RemoveContainerRequest, StopContainerRequest};
 use crate::audit::{Action, Record};
 use crate::grpc::Status;
+use crate::runtime::CallFailed;
 use crate::runtime::CriClient;
 use ckpt_format::plan;
 use ckpt_format::plan::ANNOTATION;
@@ -97,7 +98,7 @@ impl Tracker {
                 verbose: true,
             })
             .await
-            .map_err(|e| Error::runtime(e, "ContainerStatus of the restored container"))?
+            .map_err(|e| CallFailed::new(e, "ContainerStatus of the restored container"))?
             .into_inner();
         let info: serde_json::Value = answer
             .info

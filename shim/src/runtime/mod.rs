@@ -26,9 +26,26 @@ use crate::api::cri::runtime_service_client::RuntimeServiceClient;
 use containerd::Containerd;
 use upstream::Upstream;
 
-/// A runtime error as the shim's status: its code kept, its message with context.
-pub fn runtime_error(e: tonic::Status, context: &str) -> crate::grpc::Status {
-    crate::grpc::Status::new(e.code(), format!("{context}: {}", e.message()))
+/// A call the shim made to the runtime failed: what the shim was doing, and the runtime's
+/// status, whose code the caller gets.
+#[derive(Debug, thiserror::Error)]
+#[error("{context}: {}", .status.message())]
+pub struct CallFailed {
+    pub context: String,
+    pub status: tonic::Status,
+}
+
+impl CallFailed {
+    pub fn new(status: tonic::Status, context: &str) -> Self {
+        CallFailed {
+            context: context.to_owned(),
+            status,
+        }
+    }
+
+    pub fn code(&self) -> crate::grpc::Code {
+        self.status.code()
+    }
 }
 
 /// The runtime's name and version, as its CRI Version reports them.
