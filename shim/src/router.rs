@@ -47,14 +47,18 @@ impl Router {
     /// Answers one call. Never fails: every problem becomes a gRPC status for the caller.
     pub async fn handle(&self, request: Request<Incoming>, caller: &Caller) -> Response<GrpcBody> {
         let log = CallLog::start(request.uri().path(), Instant::now());
-        let span = tracing::debug_span!("call", method = request.uri().path(), pid = caller.pid);
-        let response = match route(request.uri().path()) {
-            Route::Relay => self.relay.relay(request).instrument(span).await,
-            Route::Intercept(method) => {
-                crate::intercept::handle(method, request, caller, &self.relay, &self.handlers)
-                    .instrument(span)
-                    .await
-            }
+        // The call's span goes with its log line: only when call logging is on does the
+        // relay path carry it (a disabled span still wraps every poll).
+        let response = if log.is_some() {
+            let span = tracing::debug_span!(
+                target: "ckpt_shim::call",
+                "call",
+                method = request.uri().path(),
+                pid = caller.pid
+            );
+            self.dispatch(request, caller).instrument(span).await
+        } else {
+            self.dispatch(request, caller).await
         };
         let (parts, body) = response.into_parts();
         let log = log.map(|mut l| {
@@ -63,6 +67,15 @@ impl Router {
             l
         });
         Response::from_parts(parts, body.with_log(log))
+    }
+
+    async fn dispatch(&self, request: Request<Incoming>, caller: &Caller) -> Response<GrpcBody> {
+        match route(request.uri().path()) {
+            Route::Relay => self.relay.relay(request).await,
+            Route::Intercept(method) => {
+                crate::intercept::handle(method, request, caller, &self.relay, &self.handlers).await
+            }
+        }
     }
 }
 
