@@ -215,6 +215,43 @@ async fn scenario(instance: &str, engine: &str) {
         code(checkpoint(&mut cri, &denied, &loc2, 10).await),
         Code::PermissionDenied
     );
+    // Labels are the creator's words, not the runtime's: a container whose labels claim
+    // another pod and namespace is still judged by the sandbox it runs in.
+    let mut lying = create_request(
+        &denied_pod,
+        "liar",
+        bed.var("BUSYBOX_IMAGE"),
+        &["sh", "-c", "sleep 1000"],
+        &[],
+    );
+    if let Some(config) = lying.config.as_mut() {
+        config.labels = [
+            ("io.kubernetes.pod.namespace", "default"),
+            ("io.kubernetes.pod.name", "innocent"),
+            (
+                "io.kubernetes.pod.uid",
+                "00000000-0000-0000-0000-000000000000",
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    }
+    let liar = cri
+        .create_container(lying)
+        .await
+        .unwrap()
+        .into_inner()
+        .container_id;
+    cri.start_container(ckpt_shim::api::cri::StartContainerRequest {
+        container_id: liar.clone(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        code(checkpoint(&mut cri, &liar, &loc2, 10).await),
+        Code::PermissionDenied
+    );
     assert!(!loc2.exists());
 
     // Two at once of one container: one is done, the other ABORTED; never two writers.
@@ -234,8 +271,17 @@ async fn scenario(instance: &str, engine: &str) {
     // Every attempt is in the audit log and the chain holds.
     let audit = std::fs::read_to_string(dirs.audit()).unwrap();
     let records = ckpt_shim::audit::verify(audit.as_bytes()).unwrap();
-    assert_eq!(records, 9, "{audit}");
+    assert_eq!(records, 10, "{audit}");
     assert!(audit.contains("\"result\":\"denied\""));
+    let liar_record = audit
+        .lines()
+        .find(|l| l.contains(&format!("\"container_id\":\"{liar}\"")))
+        .expect("the labelled container's refusal is audited");
+    assert!(
+        liar_record.contains("\"namespace\":\"forbidden\"")
+            && liar_record.contains("\"pod\":\"denied-pod\""),
+        "identity from the sandbox, not the labels: {liar_record}"
+    );
 
     remove_pod(&mut cri, &denied_pod).await;
     remove_pod(&mut cri, &pod).await;

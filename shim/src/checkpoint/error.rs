@@ -42,6 +42,8 @@ pub enum Error {
     NotFound { id: String, message: String },
     #[error("the runtime's ContainerStatus has no status")]
     NoStatus,
+    #[error("the runtime does not say which pod container {0:?} runs in")]
+    NoSandbox(String),
     #[error("container {id:?} is not running (state {state})")]
     NotRunning { id: String, state: String },
     #[error("checkpoints of pods in namespace {0:?} are denied by the node's configuration")]
@@ -112,7 +114,9 @@ impl Coded for Error {
             }
             Error::Exists(_) => Code::AlreadyExists,
             Error::NotFound { .. } => Code::NotFound,
-            Error::NotRunning { .. } | Error::OptionsNeedEmulate(_) => Code::FailedPrecondition,
+            Error::NotRunning { .. } | Error::OptionsNeedEmulate(_) | Error::NoSandbox(_) => {
+                Code::FailedPrecondition
+            }
             Error::NamespaceDenied(_)
             | Error::NamespaceNotAllowed(_)
             | Error::OptionNotAllowed { .. } => Code::PermissionDenied,

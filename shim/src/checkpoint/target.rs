@@ -1,11 +1,14 @@
-//! The container a CheckpointContainer names, as the runtime describes it: identity (name,
-//! pod, namespace) from the runtime's own status of the container, never from the request.
+//! The container a CheckpointContainer names, as the runtime describes it. Its identity
+//! (pod, namespace, pod uid) comes from the runtime's record of the container's sandbox
+//! (PodSandboxStatus), never from labels or annotations whoever created the container chose:
+//! a label claiming another namespace must not get a container past the namespace policy.
 
 use std::collections::HashMap;
 
 use super::error::Error;
 use crate::api::cri::{
-    ContainerState, ContainerStatus, ContainerStatusRequest, ImageSpec, ImageStatusRequest,
+    ContainerFilter, ContainerState, ContainerStatus, ContainerStatusRequest, ImageSpec,
+    ImageStatusRequest, ListContainersRequest, PodSandboxMetadata, PodSandboxStatusRequest,
 };
 use crate::runtime::containerd::Containerd;
 use crate::runtime::CallFailed;
@@ -86,31 +89,17 @@ impl Resolver<'_> {
                 .ok()
             })
             .unwrap_or_default();
-        let label = |k: &str| status.labels.get(k).cloned().unwrap_or_default();
-        let ann = |k: &str| annotations_spec.get(k).cloned().unwrap_or_default();
-        let or = |a: String, b: String| if a.is_empty() { b } else { a };
+        let pod = self.sandbox_of(&status.id).await?;
         Ok(Target {
             id: status.id.clone(),
-            name: or(
-                status
-                    .metadata
-                    .as_ref()
-                    .map(|m| m.name.clone())
-                    .unwrap_or_default(),
-                label("io.kubernetes.container.name"),
-            ),
-            pod: or(
-                label("io.kubernetes.pod.name"),
-                ann("io.kubernetes.cri.sandbox-name"),
-            ),
-            pod_uid: or(
-                label("io.kubernetes.pod.uid"),
-                ann("io.kubernetes.cri.sandbox-uid"),
-            ),
-            namespace: or(
-                label("io.kubernetes.pod.namespace"),
-                ann("io.kubernetes.cri.sandbox-namespace"),
-            ),
+            name: status
+                .metadata
+                .as_ref()
+                .map(|m| m.name.clone())
+                .unwrap_or_default(),
+            pod: pod.name,
+            pod_uid: pod.uid,
+            namespace: pod.namespace,
             image: status
                 .image
                 .as_ref()
@@ -120,6 +109,41 @@ impl Resolver<'_> {
             status,
             annotations_spec,
         })
+    }
+
+    /// The runtime's record of the pod the container runs in.
+    async fn sandbox_of(&self, container_id: &str) -> Result<PodSandboxMetadata, Error> {
+        let listed = self
+            .cri
+            .clone()
+            .list_containers(ListContainersRequest {
+                filter: Some(ContainerFilter {
+                    id: container_id.to_owned(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .map_err(|e| CallFailed::new(e, "ListContainers of the container"))?
+            .into_inner();
+        let sandbox_id = listed
+            .containers
+            .into_iter()
+            .find(|c| c.id == container_id)
+            .map(|c| c.pod_sandbox_id)
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| Error::NoSandbox(container_id.to_owned()))?;
+        self.cri
+            .clone()
+            .pod_sandbox_status(PodSandboxStatusRequest {
+                pod_sandbox_id: sandbox_id.clone(),
+                verbose: false,
+            })
+            .await
+            .map_err(|e| CallFailed::new(e, "PodSandboxStatus of the container's pod"))?
+            .into_inner()
+            .status
+            .and_then(|s| s.metadata)
+            .ok_or(Error::NoSandbox(container_id.to_owned()))
     }
 
     /// The base image as NAME@DIGEST, which is what a restore on another node can pull
