@@ -19,8 +19,44 @@ pub mod keys {
         "io.kubernetes.pod.namespace",
     ];
     pub const IMAGE_NAME: &str = "io.kubernetes.cri.image-name";
+    /// CRI-O: the container's kubelet-style name, `k8s_<container>_<pod>_<namespace>_<uid>_<n>`.
+    pub const CRIO_NAME: &str = "io.kubernetes.cri-o.Name";
+    /// CRI-O: the container's CRI labels, as a JSON object.
+    pub const CRIO_LABELS: &str = "io.kubernetes.cri-o.Labels";
     /// Which engine made the container (CRI-O, Podman).
     pub const MANAGER: &str = "io.container.manager";
+}
+
+/// The pod a container ran in, as a CRI engine named it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodIdentity {
+    pub container: String,
+    pub pod: String,
+    pub namespace: String,
+    pub pod_uid: String,
+}
+
+/// Reads kubelet's naming scheme `k8s_<container>_<pod>_<namespace>_<uid>_<attempt>`, which
+/// CRI-O keeps as the container's name. Kubernetes names hold no '_', so the fields split
+/// cleanly; anything else is not such a name.
+pub fn kubelet_name(name: &str) -> Option<PodIdentity> {
+    let parts: Vec<&str> = name.split('_').collect();
+    match parts[..] {
+        ["k8s", container, pod, namespace, uid, attempt]
+            if !container.is_empty()
+                && !pod.is_empty()
+                && !namespace.is_empty()
+                && attempt.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            Some(PodIdentity {
+                container: container.to_owned(),
+                pod: pod.to_owned(),
+                namespace: namespace.to_owned(),
+                pod_uid: uid.to_owned(),
+            })
+        }
+        _ => None,
+    }
 }
 
 /// The spec, as far as the readers need it. Read from a JSON value by hand rather than
@@ -103,6 +139,52 @@ impl Spec {
             .filter(|s| !s.is_empty())
     }
 
+    /// Where the engine recorded the pod: containerd's annotations, else CRI-O's container
+    /// name, else the CRI labels CRI-O keeps (set when kubelet made the container). Empty
+    /// fields where the checkpoint says nothing (Podman has no pod or namespace).
+    pub fn pod_identity(&self) -> PodIdentity {
+        let crio = self.get(keys::CRIO_NAME).and_then(kubelet_name);
+        let labels: Option<Map<String, Value>> = self
+            .get(keys::CRIO_LABELS)
+            .and_then(|l| serde_json::from_str(l).ok());
+        let label = |k: &str| {
+            labels
+                .as_ref()
+                .and_then(|l| l.get(k)?.as_str())
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
+        let pick = |keys: &[&str], from_name: Option<&String>, label_key: &str| {
+            self.annotation(keys)
+                .map(str::to_owned)
+                .or_else(|| from_name.cloned())
+                .or_else(|| label(label_key))
+                .unwrap_or_default()
+        };
+        PodIdentity {
+            container: pick(
+                keys::CONTAINER_NAME,
+                crio.as_ref().map(|c| &c.container),
+                "io.kubernetes.container.name",
+            ),
+            pod: pick(
+                keys::POD_NAME,
+                crio.as_ref().map(|c| &c.pod),
+                "io.kubernetes.pod.name",
+            ),
+            namespace: pick(
+                keys::NAMESPACE,
+                crio.as_ref().map(|c| &c.namespace),
+                "io.kubernetes.pod.namespace",
+            ),
+            pod_uid: pick(
+                &["io.kubernetes.cri.sandbox-uid", "io.kubernetes.pod.uid"],
+                crio.as_ref().map(|c| &c.pod_uid),
+                "io.kubernetes.pod.uid",
+            ),
+        }
+    }
+
     /// The rootfs directory relative to the bundle (`rootfs` when the spec names none).
     pub fn root_path(&self) -> &str {
         self.root_path.as_deref().unwrap_or("rootfs")
@@ -120,6 +202,61 @@ impl Mount {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kubelet_names_split_into_their_fields() {
+        assert_eq!(
+            kubelet_name("k8s_demo-c_demo_lab_a439cc02b576_0"),
+            Some(PodIdentity {
+                container: "demo-c".into(),
+                pod: "demo".into(),
+                namespace: "lab".into(),
+                pod_uid: "a439cc02b576".into(),
+            })
+        );
+        for not in [
+            "",
+            "demo-c",
+            "k8s_demo_lab_a439cc02b576_0",
+            "k8s_c_p_ns_uid_x",
+            "k8s__p_ns_uid_0",
+            "x8s_c_p_ns_uid_0",
+        ] {
+            assert_eq!(kubelet_name(not), None, "{not}");
+        }
+    }
+
+    #[test]
+    fn pod_identity_from_containerd_cri_o_name_or_cri_o_labels() {
+        let containerd = Spec::from_slice(
+            br#"{"annotations":{"io.kubernetes.cri.container-name":"c","io.kubernetes.cri.sandbox-name":"p","io.kubernetes.cri.sandbox-namespace":"ns","io.kubernetes.cri.sandbox-uid":"u"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            containerd.pod_identity(),
+            PodIdentity {
+                container: "c".into(),
+                pod: "p".into(),
+                namespace: "ns".into(),
+                pod_uid: "u".into()
+            }
+        );
+        let crio = Spec::from_slice(
+            br#"{"annotations":{"io.kubernetes.cri-o.Name":"k8s_demo-c_demo_lab_a439cc02b576_0","io.kubernetes.cri-o.Labels":"{\"app\":\"lab\"}"}}"#,
+        )
+        .unwrap();
+        assert_eq!(crio.pod_identity().namespace, "lab");
+        assert_eq!(crio.pod_identity().container, "demo-c");
+        let labels_only = Spec::from_slice(
+            br#"{"annotations":{"io.kubernetes.cri-o.Name":"demo-c","io.kubernetes.cri-o.Labels":"{\"io.kubernetes.pod.namespace\":\"lab\",\"io.kubernetes.pod.name\":\"demo\"}"}}"#,
+        )
+        .unwrap();
+        assert_eq!(labels_only.pod_identity().namespace, "lab");
+        assert_eq!(labels_only.pod_identity().pod, "demo");
+        let podman =
+            Spec::from_slice(br#"{"annotations":{"io.container.manager":"libpod"}}"#).unwrap();
+        assert_eq!(podman.pod_identity(), PodIdentity::default());
+    }
 
     #[test]
     fn reads_what_readers_need_and_tolerates_the_rest() {

@@ -223,3 +223,30 @@ fn diff_of_two_checkpoints(stem: &str) {
     let (ok, text, _) = cli(&["diff", a.to_str().unwrap(), b.to_str().unwrap()]);
     assert!(ok && text.contains("+ file /tmp/added.txt 6"), "{text}");
 }
+
+/// A real CRI-O 1.33.13 checkpoint (pod `demo`, namespace `lab`, container `demo-c`, made
+/// without kubelet's labels: CRI-O's names are the only record). The forensic commands and
+/// the restore's namespace check must read pod and namespace from CRI-O's container name.
+#[test]
+fn cri_o_checkpoint_names_its_pod_and_namespace() {
+    let dir = tempdir("crio");
+    let plain = plain_copy(&fixture("crio-1.33.13-demo.tar.gz"), &dir);
+    let (ok, out, err) = cli(&["inspect", plain.to_str().unwrap(), "--format", "json"]);
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let c = &v["container"];
+    assert_eq!(c["engine"], "cri-o", "{c}");
+    assert_eq!(c["name"], "demo-c", "{c}");
+    assert_eq!(c["pod"], "demo", "{c}");
+    assert_eq!(c["namespace"], "lab", "{c}");
+
+    let staging = dir.join("staged");
+    std::fs::create_dir(&staging).unwrap();
+    let limits = ckpt_shim::restore::stage::Limits {
+        max_member_bytes: 1 << 30,
+        max_total_bytes: 1 << 32,
+    };
+    let staged = ckpt_shim::restore::stage::stage(&plain, &staging, &limits).unwrap();
+    assert_eq!(staged.namespace(), "lab");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

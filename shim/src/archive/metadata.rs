@@ -82,6 +82,9 @@ pub fn container(cp: &Checkpoint) -> Container {
         _ => "unknown",
     };
     let labels = |k: &str| str_at(status, &[&format!("labels.{k}")]);
+    // containerd's annotations, CRI-O's kubelet-style name or its labels.
+    let engine_named = cp.spec_dump().map(|s| s.pod_identity()).unwrap_or_default();
+    let named = |v: String| Some(v).filter(|v| !v.is_empty());
     Container {
         engine: engine.to_owned(),
         id: str_at(config, &["id"]).or_else(|| str_at(status, &["id"])),
@@ -94,12 +97,14 @@ pub fn container(cp: &Checkpoint) -> Container {
             ],
         )
         .or_else(|| str_at(status, &["metadata.name"]))
+        .or_else(|| named(engine_named.container.clone()))
         .or_else(|| str_at(config, &["name"])),
         pod: annotation(
             spec,
             &["io.kubernetes.cri.sandbox-name", "io.kubernetes.pod.name"],
         )
-        .or_else(|| labels("io.kubernetes.pod.name")),
+        .or_else(|| labels("io.kubernetes.pod.name"))
+        .or_else(|| named(engine_named.pod.clone())),
         namespace: annotation(
             spec,
             &[
@@ -107,7 +112,8 @@ pub fn container(cp: &Checkpoint) -> Container {
                 "io.kubernetes.pod.namespace",
             ],
         )
-        .or_else(|| labels("io.kubernetes.pod.namespace")),
+        .or_else(|| labels("io.kubernetes.pod.namespace"))
+        .or_else(|| named(engine_named.namespace.clone())),
         image: str_at(config, &["rootfsImageName", "rootfsImage"])
             .or_else(|| str_at(status, &["image.image"]))
             .or_else(|| annotation(spec, &["io.kubernetes.cri.image-name"])),

@@ -16,7 +16,7 @@ use ckpt_format::members::{
     ROOTFS_DIFF, SPEC_DUMP, STATS_DUMP, STATUS_DUMP,
 };
 use ckpt_format::plan::IMAGES_DIR;
-use ckpt_format::spec_dump::{keys, Spec};
+use ckpt_format::spec_dump::Spec;
 use ckpt_shim_runc::rootfs;
 use sha2::{Digest, Sha256};
 
@@ -48,25 +48,10 @@ pub struct Staged {
 }
 
 impl Staged {
-    fn annotation(&self, keys: &[&str]) -> String {
-        // The first key present decides, even when empty (as before the typed spec).
-        keys.iter()
-            .find_map(|k| self.spec.get(k))
-            .unwrap_or_default()
-            .to_owned()
-    }
-
-    /// The pod namespace the checkpointed container ran in (containerd's or CRI-O's key).
+    /// The pod namespace the checkpointed container ran in, as its engine recorded it
+    /// (containerd's annotations, CRI-O's container name or labels); empty when it says none.
     pub fn namespace(&self) -> String {
-        self.annotation(keys::NAMESPACE)
-    }
-
-    pub fn container_name(&self) -> String {
-        self.annotation(keys::CONTAINER_NAME)
-    }
-
-    pub fn pod_name(&self) -> String {
-        self.annotation(keys::POD_NAME)
+        self.spec.pod_identity().namespace
     }
 
     /// The base image to create the container from: a pullable NAME@DIGEST or name, else
