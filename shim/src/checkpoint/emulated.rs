@@ -90,6 +90,7 @@ pub async fn run(
     location: &Location,
     options: CheckpointOptions,
     deadline: Option<Instant>,
+    busy: &mut Option<super::Busy>,
 ) -> Result<Made, Error> {
     let settings = &cx.settings;
     let container =
@@ -119,6 +120,15 @@ pub async fn run(
             Err(_) => {
                 let killed = abort::kill_dump(&target.id);
                 let state = abort::unfreeze(&cx.containerd, &target.id).await;
+                // runc may start CRIU after the call was dropped; such a dump freezes the
+                // container for nobody. Keep the container claimed and kill and thaw until
+                // none is seen, as the pass-through path does.
+                let claim = busy.take();
+                let (id, containerd) = (target.id.clone(), cx.containerd.clone());
+                tokio::spawn(async move {
+                    super::settle(&containerd, &id).await;
+                    drop(claim);
+                });
                 tracing::warn!(container = %target.id, killed, ?state, "checkpoint timed out during the CRIU dump");
                 return Err(Error::DumpTimedOut(format!("{state:?}")));
             }

@@ -203,7 +203,7 @@ impl Checkpointer {
         }
         let made = match made {
             Some(m) => m,
-            None => emulated::run(self, &target, &location, options, deadline).await?,
+            None => emulated::run(self, &target, &location, options, deadline, &mut busy).await?,
         };
         record.engine = engine.as_str().into();
         record.sha256 = made.written.sha256.clone();
