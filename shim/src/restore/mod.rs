@@ -37,7 +37,7 @@ use crate::caller::Caller;
 use crate::config::{RestoreMode, RestoreSettings};
 use crate::grpc::Status;
 use crate::runtime::{CallFailed, CriClient, ImageClient, Runtime};
-pub use capability::{restores_natively, Engine};
+pub use capability::{native_restore, Engine, NativeRestore};
 use ckpt_format::plan::{self, Plan, ANNOTATION};
 use ckpt_shim_runc::staged::remove_staged;
 pub use detect::{Source, OPERATOR_ANNOTATION};
