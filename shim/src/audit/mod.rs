@@ -11,6 +11,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -129,7 +130,9 @@ impl Record {
 /// The open log: appends are serialised and each is fsynced before the call is answered.
 pub struct AuditLog {
     path: PathBuf,
-    state: tokio::sync::Mutex<Option<(File, String, u64)>>,
+    /// The open file, the last hash and sequence number: appends are written and fsynced
+    /// on a blocking thread, one at a time.
+    state: Arc<Mutex<Option<(File, String, u64)>>>,
 }
 
 fn hash_of(map: &Map<String, Value>) -> String {
@@ -141,7 +144,7 @@ impl AuditLog {
     pub fn new(path: PathBuf) -> Self {
         AuditLog {
             path,
-            state: tokio::sync::Mutex::new(None),
+            state: Arc::default(),
         }
     }
 
@@ -171,13 +174,25 @@ impl AuditLog {
         Ok((file, prev, seq))
     }
 
+    /// Appends `record`; returns once it is on disk. The write and its fsync run on a
+    /// blocking thread, never on the threads that relay calls.
     pub async fn append(&self, record: &Record) -> std::io::Result<()> {
-        let mut state = self.state.lock().await;
-        if state.is_none() {
-            *state = Some(Self::open(&self.path)?);
-        }
-        let (file, prev, seq) = state.as_mut().expect("opened above");
-        let mut map = record.to_map();
+        let (path, state, map) = (self.path.clone(), self.state.clone(), record.to_map());
+        tokio::task::spawn_blocking(move || Self::append_now(&path, &state, map))
+            .await
+            .map_err(std::io::Error::other)?
+    }
+
+    fn append_now(
+        path: &Path,
+        state: &Mutex<Option<(File, String, u64)>>,
+        mut map: Map<String, Value>,
+    ) -> std::io::Result<()> {
+        let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+        let (file, prev, seq) = match &mut *state {
+            Some(open) => open,
+            slot @ None => slot.insert(Self::open(path)?),
+        };
         map.insert("seq".into(), (*seq + 1).into());
         map.insert("prev".into(), Value::String(prev.clone()));
         let hash = hash_of(&map);

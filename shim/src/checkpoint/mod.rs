@@ -218,10 +218,15 @@ impl Checkpointer {
             started,
             &made.written,
         );
-        sidecar::write(&location.path, &side).map_err(|source| Error::Sidecar {
-            path: location.path.clone(),
-            source,
-        })?;
+        // Written and fsynced on a blocking thread, not on the threads that relay calls.
+        let path = location.path.clone();
+        tokio::task::spawn_blocking(move || sidecar::write(&path, &side))
+            .await
+            .map_err(|e| Error::Internal(format!("the sidecar task failed: {e}")))?
+            .map_err(|source| Error::Sidecar {
+                path: location.path.clone(),
+                source,
+            })?;
         Ok(made.runtime)
     }
 }

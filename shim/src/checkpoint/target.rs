@@ -7,11 +7,10 @@ use std::collections::HashMap;
 
 use super::error::Error;
 use crate::api::cri::{
-    ContainerFilter, ContainerState, ContainerStatus, ContainerStatusRequest, ImageSpec,
-    ImageStatusRequest, ListContainersRequest, PodSandboxMetadata, PodSandboxStatusRequest,
+    ContainerState, ContainerStatus, ContainerStatusRequest, ImageSpec, ImageStatusRequest,
 };
 use crate::runtime::containerd::Containerd;
-use crate::runtime::CallFailed;
+use crate::runtime::{pod, CallFailed};
 use crate::runtime::{CriClient, ImageClient};
 
 #[derive(Debug, Clone)]
@@ -89,7 +88,13 @@ impl Resolver<'_> {
                 .ok()
             })
             .unwrap_or_default();
-        let pod = self.sandbox_of(&status.id).await?;
+        // The pod as the runtime records it, not as the container's labels claim.
+        let sandbox = pod::sandbox_of(self.cri, &status.id)
+            .await?
+            .ok_or_else(|| Error::NoSandbox(status.id.clone()))?;
+        let pod = pod::record(self.cri, &sandbox)
+            .await?
+            .ok_or_else(|| Error::NoSandbox(status.id.clone()))?;
         Ok(Target {
             id: status.id.clone(),
             name: status
@@ -109,41 +114,6 @@ impl Resolver<'_> {
             status,
             annotations_spec,
         })
-    }
-
-    /// The runtime's record of the pod the container runs in.
-    async fn sandbox_of(&self, container_id: &str) -> Result<PodSandboxMetadata, Error> {
-        let listed = self
-            .cri
-            .clone()
-            .list_containers(ListContainersRequest {
-                filter: Some(ContainerFilter {
-                    id: container_id.to_owned(),
-                    ..Default::default()
-                }),
-            })
-            .await
-            .map_err(|e| CallFailed::new(e, "ListContainers of the container"))?
-            .into_inner();
-        let sandbox_id = listed
-            .containers
-            .into_iter()
-            .find(|c| c.id == container_id)
-            .map(|c| c.pod_sandbox_id)
-            .filter(|id| !id.is_empty())
-            .ok_or_else(|| Error::NoSandbox(container_id.to_owned()))?;
-        self.cri
-            .clone()
-            .pod_sandbox_status(PodSandboxStatusRequest {
-                pod_sandbox_id: sandbox_id.clone(),
-                verbose: false,
-            })
-            .await
-            .map_err(|e| CallFailed::new(e, "PodSandboxStatus of the container's pod"))?
-            .into_inner()
-            .status
-            .and_then(|s| s.metadata)
-            .ok_or(Error::NoSandbox(container_id.to_owned()))
     }
 
     /// The base image as NAME@DIGEST, which is what a restore on another node can pull

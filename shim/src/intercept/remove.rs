@@ -18,7 +18,7 @@ pub async fn decide(
         Err(status) => return Decision::Answer(status),
     };
     if matches!(answer.status().0, Code::Ok | Code::NotFound) {
-        restorer.removed(&request.container_id);
+        restorer.removed(&request.container_id).await;
     }
     Decision::Relay(Box::new(answer))
 }

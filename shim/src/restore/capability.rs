@@ -83,21 +83,33 @@ impl RuntimeSetup {
         if self.mode == RestoreMode::Native {
             return;
         }
-        match self.wrapper_ready("").await {
-            Ok(()) => tracing::info!("restores ready: containerd runs the runc wrapper and passes the restore annotation"),
-            Err(e @ Error::NotSetUp(_)) => {
-                // Whether the runtime's own restore can stand in (restore.mode = auto).
-                let own = match (runtime::version(&self.cri).await, self.config().await) {
-                    (Ok(v), Ok(config)) => native_restore(&v.name, &v.version, &config),
-                    _ => NativeRestore::Absent,
-                };
-                match own {
-                    NativeRestore::On => tracing::warn!(reason = %e, "restores through the wrapper are not possible on this runtime until it is configured; the runtime's own restore is used where it can take the archive"),
-                    NativeRestore::Off => tracing::warn!(reason = %e, "restores through the wrapper are not possible on this runtime until it is configured, and its own restore is switched off (enable_experimental_restore_via_create); restores will be refused"),
-                    NativeRestore::Absent => tracing::warn!(reason = %e, "restores through the wrapper are not possible on this runtime until it is configured; it has no restore of its own; restores will be refused"),
-                }
+        let config = match self.config().await {
+            Ok(config) => config,
+            Err(e) => {
+                tracing::debug!(error = %e, "the runtime's set-up for restores is not known yet");
+                return;
             }
-            Err(e) => tracing::debug!(error = %e, "the runtime's set-up for restores is not known yet"),
+        };
+        let Err(not_set_up) = runtime_config::check(&config, "", &self.wrapper_binary) else {
+            tracing::info!("restores ready: containerd runs the runc wrapper and passes the restore annotation");
+            return;
+        };
+        let reason = Error::NotSetUp(not_set_up);
+        // Whether the runtime's own restore can stand in (restore.mode = auto).
+        let own = match runtime::version(&self.cri).await {
+            Ok(v) => native_restore(&v.name, &v.version, &config),
+            Err(_) => NativeRestore::Absent,
+        };
+        match own {
+            NativeRestore::On => {
+                tracing::warn!(%reason, "restores through the wrapper are not possible on this runtime until it is configured; the runtime's own restore is used where it can take the archive")
+            }
+            NativeRestore::Off => {
+                tracing::warn!(%reason, "restores through the wrapper are not possible on this runtime until it is configured, and its own restore is switched off (enable_experimental_restore_via_create); restores will be refused")
+            }
+            NativeRestore::Absent => {
+                tracing::warn!(%reason, "restores through the wrapper are not possible on this runtime until it is configured; it has no restore of its own; restores will be refused")
+            }
         }
     }
 

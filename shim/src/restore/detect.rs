@@ -8,10 +8,9 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use super::error::Error;
-use super::sandbox;
 use crate::api::cri::{CreateContainerRequest, ImageSpec, ImageStatusRequest};
 use crate::runtime::containerd::Containerd;
-use crate::runtime::{CriClient, ImageClient};
+use crate::runtime::{pod, CriClient, ImageClient};
 use ckpt_format::plan::ANNOTATION;
 
 /// The checkpoint-restore-operator's sandbox annotation, followed by the container name.
@@ -87,7 +86,9 @@ impl Detector {
                 .unwrap_or("");
             let key = format!("{OPERATOR_ANNOTATION}{name}");
             // The runtime's view of the sandbox, not the caller's copy of its config.
-            let sandbox = sandbox::view(&self.cri, &request.pod_sandbox_id).await?;
+            let sandbox = pod::record(&self.cri, &request.pod_sandbox_id)
+                .await?
+                .ok_or_else(|| Error::NoSandbox(request.pod_sandbox_id.clone()))?;
             if let Some(path) = sandbox.annotations.get(&key) {
                 return Ok(Some(Source::Archive(PathBuf::from(path))));
             }

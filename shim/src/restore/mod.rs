@@ -20,12 +20,11 @@ pub mod detect;
 mod error;
 pub mod policy;
 pub mod runtime_config;
-mod sandbox;
 pub mod stage;
 mod staging_dir;
 mod track;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -36,10 +35,9 @@ use crate::audit::{Action, AuditLog, Record};
 use crate::caller::Caller;
 use crate::config::{RestoreMode, RestoreSettings};
 use crate::grpc::Status;
-use crate::runtime::{CallFailed, CriClient, ImageClient, Runtime};
+use crate::runtime::{pod, CallFailed, CriClient, ImageClient, Runtime};
 pub use capability::{native_restore, Engine, NativeRestore};
 use ckpt_format::plan::{self, Plan, ANNOTATION};
-use ckpt_shim_runc::staged::remove_staged;
 pub use detect::{Source, OPERATOR_ANNOTATION};
 pub use error::Error;
 use staging_dir::{write_private, RemoveOnDrop};
@@ -62,7 +60,7 @@ impl Drop for Prepared {
     fn drop(&mut self) {
         // A caller that hung up between staging and the runtime's answer.
         if let Some(dir) = self.dir.take() {
-            let _ = remove_staged(&dir);
+            staging_dir::remove_soon(dir);
         }
     }
 }
@@ -150,11 +148,30 @@ impl Restorer {
             namespace = tracing::field::Empty,
         );
         self.sweep().await;
-        let result = self
-            .stage_checked(request, &source, &name, &mut record)
-            .instrument(span.clone())
-            .await;
-        match result {
+        let staged = match staging_dir::create(&self.settings.staging_dir) {
+            Ok(dir) => {
+                // Removes it should this call be abandoned half-way.
+                let guard = RemoveOnDrop::new(dir.clone());
+                let result = self
+                    .stage_checked(request, &source, &name, &dir, &mut record)
+                    .instrument(span.clone())
+                    .await;
+                guard.keep();
+                match result {
+                    Ok((true, changes)) => Ok((Some(dir), changes)),
+                    Ok((false, changes)) => {
+                        staging_dir::remove(dir).await;
+                        Ok((None, changes))
+                    }
+                    Err(e) => {
+                        staging_dir::remove(dir).await;
+                        Err(e)
+                    }
+                }
+            }
+            Err(e) => Err(e),
+        };
+        match staged {
             Ok((dir, changes)) => Ok(Prepared {
                 changes,
                 span,
@@ -176,17 +193,18 @@ impl Restorer {
         request: &CreateContainerRequest,
         source: &Source,
         name: &str,
+        dir: &Path,
         record: &mut Record,
-    ) -> Result<(Option<PathBuf>, CreateContainerRequest), Error> {
-        let sandbox = sandbox::view(&self.cri, &request.pod_sandbox_id).await?;
+    ) -> Result<(bool, CreateContainerRequest), Error> {
+        let sandbox = pod::record(&self.cri, &request.pod_sandbox_id)
+            .await?
+            .ok_or_else(|| Error::NoSandbox(request.pod_sandbox_id.clone()))?;
         let span = tracing::Span::current();
         span.record("pod", sandbox.name.as_str());
         span.record("namespace", sandbox.namespace.as_str());
         record.pod = sandbox.name.clone();
         record.namespace = sandbox.namespace.clone();
 
-        let dir = staging_dir::create(&self.settings.staging_dir)?;
-        let guard = RemoveOnDrop::new(dir.clone());
         let archive = match source {
             Source::Archive(path) => policy::confined(path, &self.settings.allowed_dirs)?,
             Source::Image(image) => {
@@ -206,14 +224,19 @@ impl Restorer {
         };
         let t_stage = Instant::now();
         let staged = {
-            let (archive, dir, limits) = (archive.clone(), dir.clone(), self.limits());
-            tokio::task::spawn_blocking(move || stage::stage(&archive, &dir, &limits))
-                .await
-                .map_err(|e| Error::Internal(format!("the staging task failed: {e}")))?
+            let (archive, dir, limits) = (archive.clone(), dir.to_owned(), self.limits());
+            // The image layer is a copy made for staging: it goes once staged.
+            let layer_copy = matches!(source, Source::Image(_));
+            tokio::task::spawn_blocking(move || {
+                let staged = stage::stage(&archive, &dir, &limits);
+                if layer_copy {
+                    let _ = std::fs::remove_file(&archive);
+                }
+                staged
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("the staging task failed: {e}")))?
         };
-        if let Source::Image(_) = source {
-            let _ = std::fs::remove_file(&archive);
-        }
         let staged = staged.map_err(|why| Error::Refused(why.to_string()))?;
         tracing::info!(
             source = %source.describe(),
@@ -234,8 +257,7 @@ impl Restorer {
         record.engine = engine.as_str().into();
         if engine == Engine::Native {
             // The runtime unpacks the archive itself; the staged copy only served the checks.
-            drop(guard);
-            return Ok((None, CreateContainerRequest::default()));
+            return Ok((false, CreateContainerRequest::default()));
         }
         if self.settings.mode == RestoreMode::Wrapper {
             self.setup.wrapper_ready(&sandbox.handler).await?;
@@ -256,9 +278,10 @@ impl Restorer {
             },
         };
         write_private(
-            &plan::plan_path(&dir),
-            &serde_json::to_vec_pretty(&plan).unwrap_or_default(),
+            plan::plan_path(dir),
+            serde_json::to_vec_pretty(&plan).unwrap_or_default(),
         )
+        .await
         .map_err(|e| Error::Internal(format!("writing the restore plan: {e}")))?;
         let changes = CreateContainerRequest {
             config: Some(ContainerConfig {
@@ -271,8 +294,7 @@ impl Restorer {
             }),
             ..Default::default()
         };
-        guard.keep();
-        Ok((Some(dir), changes))
+        Ok((true, changes))
     }
 
     fn limits(&self) -> stage::Limits {
@@ -328,12 +350,12 @@ impl Restorer {
         if let Some(dir) = &dir {
             if let Err(e) = self.tracker.annotation_arrived(container_id, dir).await {
                 self.tracker.remove_container(container_id).await;
-                let _ = remove_staged(dir);
+                staging_dir::remove(dir.clone()).await;
                 self.finish(&mut prepared.record, prepared.started, Err(&e))
                     .await;
                 return Err(e);
             }
-            let _ = write_private(&dir.join("container-id"), container_id.as_bytes());
+            let _ = write_private(dir.join("container-id"), container_id.as_bytes().to_vec()).await;
         }
         prepared.record.duration_ms = prepared.started.elapsed().as_millis() as u64;
         self.tracker.insert(
@@ -349,7 +371,7 @@ impl Restorer {
     /// CreateContainer failed: nothing of the restore may stay.
     pub async fn create_failed(&self, mut prepared: Prepared, status: &Status) {
         if let Some(dir) = prepared.dir.take() {
-            let _ = remove_staged(&dir);
+            staging_dir::remove(dir).await;
         }
         let span = prepared.span.clone();
         let failed = Error::Answer(status.clone());
@@ -391,9 +413,12 @@ impl Restorer {
         .await
     }
 
-    /// RemoveContainer answered OK: the staged checkpoint goes with the container.
-    pub fn removed(&self, id: &str) {
-        self.tracker.removed(id);
+    /// RemoveContainer answered OK: the staged checkpoint goes with the container, before
+    /// the caller hears so.
+    pub async fn removed(&self, id: &str) {
+        if let Some(dir) = self.tracker.untrack(id) {
+            staging_dir::remove(dir).await;
+        }
     }
 
     /// Staged checkpoints of containers that are gone without a RemoveContainer (a

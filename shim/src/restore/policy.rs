@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use ckpt_format::sidecar::{self, Sidecar};
 
 use super::error::Error;
-use super::sandbox::SandboxView;
 use super::stage;
 use crate::api::cri::CreateContainerRequest;
+use crate::runtime::pod::PodRecord;
 
 /// The archive, symlinks resolved, inside one of the allowed directories.
 pub fn confined(path: &Path, allowed_dirs: &[PathBuf]) -> Result<PathBuf, Error> {
@@ -85,7 +85,7 @@ pub fn check_sidecar(
 /// The checkpoint's namespace must be the new pod's, unless `restore.allow_cross_namespace`.
 pub fn check_namespace(
     staged: &stage::Staged,
-    sandbox: &SandboxView,
+    sandbox: &PodRecord,
     allow_cross_namespace: bool,
 ) -> Result<(), Error> {
     if allow_cross_namespace {

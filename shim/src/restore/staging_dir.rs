@@ -32,7 +32,30 @@ pub fn create(root: &Path) -> Result<PathBuf, Error> {
     Ok(dir)
 }
 
-/// Removes a staging directory unless the restore goes on.
+/// Removes a staging directory (gigabytes, at times) on a blocking thread, and waits for it:
+/// the caller's answer says nothing is left.
+pub async fn remove(dir: PathBuf) {
+    let shown = dir.display().to_string();
+    let removed = tokio::task::spawn_blocking(move || remove_staged(&dir)).await;
+    if let Ok(Err(e)) = removed {
+        tracing::warn!(dir = %shown, error = %e, "cannot remove a staged checkpoint");
+    }
+}
+
+/// Removes a staging directory off the async threads without waiting: for a call that was
+/// abandoned (its future dropped), where nobody waits for the answer.
+pub fn remove_soon(dir: PathBuf) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn_blocking(move || remove_staged(&dir));
+        }
+        Err(_) => {
+            let _ = remove_staged(&dir);
+        }
+    }
+}
+
+/// Removes a staging directory if the work on it is abandoned before it is kept or removed.
 pub struct RemoveOnDrop(Option<PathBuf>);
 
 impl RemoveOnDrop {
@@ -48,13 +71,20 @@ impl RemoveOnDrop {
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
         if let Some(dir) = self.0.take() {
-            let _ = remove_staged(&dir);
+            remove_soon(dir);
         }
     }
 }
 
-/// A new file only root can read, on disk before this returns.
-pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// A new file only root can read, on disk before this returns (written and fsynced on a
+/// blocking thread).
+pub async fn write_private(path: PathBuf, bytes: Vec<u8>) -> std::io::Result<()> {
+    tokio::task::spawn_blocking(move || write_private_now(&path, &bytes))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+fn write_private_now(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

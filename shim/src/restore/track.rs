@@ -196,15 +196,9 @@ impl Tracker {
         }
     }
 
-    /// RemoveContainer answered OK: the staged checkpoint goes with the container.
-    pub fn removed(&self, id: &str) {
-        if let Some(t) = self.lock().remove(id) {
-            if let Some(dir) = t.dir {
-                if let Err(e) = remove_staged(&dir) {
-                    tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a staged checkpoint");
-                }
-            }
-        }
+    /// Stops tracking `id`; its staging directory, if it had one, is the caller's to remove.
+    pub fn untrack(&self, id: &str) -> Option<PathBuf> {
+        self.lock().remove(id).and_then(|t| t.dir)
     }
 
     /// Staged checkpoints of containers that are gone without a RemoveContainer (a

@@ -10,6 +10,7 @@
 //! All connect lazily and again after the runtime restarts.
 
 pub mod containerd;
+pub mod pod;
 pub mod unary;
 pub mod upstream;
 
